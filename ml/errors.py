@@ -1,0 +1,34 @@
+"""Errors and warnings raised by the package.
+
+Every error names the field or column, what was found and the fix, so the CLI can print it as one
+line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+
+class HealthScoreError(Exception):
+    """Base class: a problem with the user's input (card, data, model directory)."""
+
+
+class CardError(HealthScoreError, ValueError):
+    """The YAML card is invalid."""
+
+
+class DataError(HealthScoreError, ValueError):
+    """The data does not fit the card or the model (missing column, wrong type, too few rows...)."""
+
+
+class ModelError(HealthScoreError):
+    """A model directory is missing, incomplete or altered."""
+
+
+class HealthScoreWarning(UserWarning):
+    """Legal but suspicious input: the message carries the evidence."""
+
+
+def warn(message: str) -> None:
+    """Emit a :class:`HealthScoreWarning` attributed to the caller's caller."""
+    import warnings
+
+    warnings.warn(message, HealthScoreWarning, stacklevel=3)

@@ -1,0 +1,95 @@
+"""Reading and writing tables (CSV or Parquet) and files, atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ml.errors import DataError
+
+_CSV = {".csv", ".txt"}
+_PARQUET = {".parquet", ".pq"}
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _CSV or path.name.lower().endswith(".csv.gz"):
+        return "csv"
+    if suffix in _PARQUET:
+        return "parquet"
+    raise DataError(
+        f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file."
+    )
+
+
+def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file. ``columns`` limits the read to those columns when given.
+
+    Columns that are absent are not an error here: the caller checks the schema and reports every
+    missing column at once.
+    """
+    path = Path(path)
+    fmt = _format(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the --data path.")
+    try:
+        if fmt == "parquet":
+            if columns is not None:
+                import pyarrow.parquet as pq
+
+                present = set(pq.read_schema(path).names)
+                columns = [c for c in columns if c in present]
+            return pd.read_parquet(path, columns=None if columns is None else list(columns))
+        usecols = None
+        if columns is not None:
+            wanted = set(columns)
+            usecols = lambda c: c in wanted  # noqa: E731
+        try:
+            return pd.read_csv(path, usecols=usecols, engine="pyarrow")
+        except (ValueError, TypeError):
+            # the pyarrow engine rejects some inputs (e.g. callables on old versions); fall back
+            return pd.read_csv(path, usecols=usecols, low_memory=False)
+    except DataError:
+        raise
+    except Exception as exc:  # parser errors from pandas/pyarrow
+        raise DataError(f"{path}: could not read the table ({type(exc).__name__}: {exc}).") from exc
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``frame`` as CSV or Parquet (by suffix), atomically: no half-written file on failure."""
+    path = Path(path)
+    fmt = _format(path)
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
