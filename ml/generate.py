@@ -51,10 +51,10 @@ def _terms(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     csat = np.where(np.isnan(f["csat"]), 3.8, f["csat"])
     tickets = np.minimum(f["tickets_30d"], 6)
     return {
-        "login_trend": 2.4 * np.maximum(0.0, -0.2 - f["login_trend"]),
+        "login_trend": 3.0 * np.maximum(0.0, -0.2 - f["login_trend"]),
         "logins_30d": -0.75 * (np.log1p(f["logins_30d"]) - 2.8),
-        "late_invoices_90d": 0.85 * np.minimum(f["late_invoices_90d"], 3),
-        "csat": -0.35 * (csat - 3.8),
+        "late_invoices_90d": 1.0 * np.minimum(f["late_invoices_90d"], 3),
+        "csat": -0.6 * (csat - 3.8),
         "csat*tickets_30d": 0.22 * np.maximum(0.0, 3.6 - csat) * tickets,
         "onboarding_completed*tenure_months": 1.1 * (1 - f["onboarding_completed"]) * (f["tenure_months"] < 12),
         "tickets_30d": 0.05 * tickets,
@@ -111,7 +111,7 @@ def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int
     nps = np.clip(np.round(rng.normal(7 + base_service, 2)), 0, 10)
     interact_rate = np.exp(0.6 + 0.5 * seg_idx + rng.normal(0, 0.3, n))
 
-    z_act, z_srv, z_tix, z_pay = (rng.standard_normal(n) for _ in range(4))
+    z_act, z_srv, z_tix, z_pay, z_ops = (rng.standard_normal(n) for _ in range(5))
     logins_prev = rng.poisson(np.exp(2.8 + base_activity + 0.45 * z_act)).astype(float)
     alive = np.ones(n, dtype=bool)
     churn_month = np.full(n, -1)
@@ -119,15 +119,16 @@ def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int
     pieces: list[pd.DataFrame] = []
 
     for t in range(total_months):
-        z_act, z_srv = _ar1(rng, z_act, 0.85), _ar1(rng, z_srv, 0.8)
-        z_tix, z_pay = _ar1(rng, z_tix, 0.6), _ar1(rng, z_pay, 0.85)
+        z_act, z_srv = _ar1(rng, z_act, 0.92), _ar1(rng, z_srv, 0.9)
+        z_tix, z_pay = _ar1(rng, z_tix, 0.7), _ar1(rng, z_pay, 0.92)
+        z_ops = _ar1(rng, z_ops, 0.8)  # support operations: response speed and resolution
         active = alive & (start_month <= t)
         tenure = tenure0 + np.maximum(0, t - start_month)
         logins = rng.poisson(np.exp(2.8 + base_activity + 0.45 * z_act)).astype(float)
         trend = np.clip((logins - logins_prev) / np.maximum(logins_prev, 1.0), -1.0, 3.0)
         interactions = rng.poisson(interact_rate).astype(float)
-        response = np.round(np.exp(np.log(60) - 0.35 * z_srv - 0.2 * seg_idx + rng.normal(0, 0.5, n)), 1)
-        fcr = np.round(1 / (1 + np.exp(-(0.9 + 0.5 * z_srv + rng.normal(0, 0.4, n)))), 3)
+        response = np.round(np.exp(np.log(60) - 0.35 * z_ops - 0.1 * z_srv - 0.2 * seg_idx + rng.normal(0, 0.5, n)), 1)
+        fcr = np.round(1 / (1 + np.exp(-(0.9 + 0.5 * z_ops + 0.1 * z_srv + rng.normal(0, 0.4, n)))), 3)
         csat = np.clip(np.round(3.8 + 0.55 * z_srv + base_service * 0.5 + rng.normal(0, 0.35, n), 1), 1, 5)
         csat = np.where(rng.random(n) < np.where(interactions == 0, 0.7, 0.25), np.nan, csat)
         tickets = rng.poisson(np.exp(0.2 + 0.5 * z_tix + 0.3 * seg_idx)).astype(float)

@@ -1,0 +1,173 @@
+"""Each customer's drivers in health points that add up to the score shown.
+
+**Model.** LightGBM's own TreeSHAP (``pred_contrib=True``) splits the churn margin into a base value
+b (the model's expected margin) and one log-odds contribution phi_j per feature, with
+``b + sum_j phi_j = margin``. The health score is a strictly decreasing function H of the margin
+(calibration, then the health scale), so each customer's log-odds contributions are converted with
+that customer's *secant slope*
+
+    s = (H(margin) - H(b)) / (margin - b),    points_j = s * phi_j,    base_score = H(b)
+
+(the derivative H'(b) when margin = b). Then ``base_score + sum_j points_j = H(margin)`` exactly, and
+since s < 0 for every customer, each contribution keeps its meaning (more churn risk = fewer health
+points) and the order of their sizes. The shap package is only used to cross-check these values.
+
+**Manual card.** Points per indicator relative to the card's score at the portfolio's average
+sub-scores (mean over the reference rows): contribution_j = points_j - w_j x mean_subscore_j / 100,
+and base_score = sum_j w_j x mean_subscore_j / 100, so base + sum = the manual score exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ml.features import CATEGORICAL
+
+_DELTA = 1e-4
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Per-customer x per-indicator points plus a base value: one shape for the model and the card."""
+
+    points: pd.DataFrame  # rows x indicators, health points
+    base_score: float
+    score: np.ndarray  # base_score + points.sum(axis=1)
+    margin: np.ndarray | None = None  # model only: raw log-odds margin
+    log_odds: np.ndarray | None = None  # model only: TreeSHAP values (rows x features)
+
+
+def _health_of_margin(model, margin: np.ndarray) -> np.ndarray:
+    return model._health(model.calibrator_.predict_proba(margin))
+
+
+def contributions(model, X: pd.DataFrame) -> Contributions:
+    """Model contributions in health points (see the module docstring); ``X`` is the feature matrix."""
+    raw = model.booster_.predict(X, pred_contrib=True)
+    phi, bias = raw[:, :-1], raw[:, -1]
+    margin = raw.sum(axis=1)
+    b = float(bias[0]) if len(bias) else float(model.booster_.predict(X.iloc[:0], pred_contrib=True).sum())
+    health = _health_of_margin(model, margin)
+    base = float(_health_of_margin(model, np.array([b]))[0])
+    delta = margin - b
+    small = np.abs(delta) < 1e-9
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(small, 0.0, (health - base) / np.where(small, 1.0, delta))
+    if small.any():
+        deriv = (_health_of_margin(model, np.array([b + _DELTA]))[0]
+                 - _health_of_margin(model, np.array([b - _DELTA]))[0]) / (2 * _DELTA)
+        slope = np.where(small, deriv, slope)
+    points = phi * slope[:, None]
+    return Contributions(points=pd.DataFrame(points, index=X.index, columns=model.schema_.names),
+                         base_score=base, score=health, margin=margin, log_odds=phi)
+
+
+def card_contributions(scorecard, frame: pd.DataFrame, base_subscores: np.ndarray) -> Contributions:
+    """The manual card's points per indicator relative to its score at ``base_subscores``."""
+    card = scorecard.card
+    w = np.array([ind.weight for ind in card.indicators])
+    base_points = w * np.asarray(base_subscores, float) / 100.0
+    pts = scorecard.transform(frame).to_numpy()
+    score = pts.sum(axis=1)
+    score[np.isnan(pts).all(axis=1)] = np.nan
+    contrib = pts - base_points
+    return Contributions(points=pd.DataFrame(contrib, index=frame.index, columns=card.names),
+                         base_score=float(base_points.sum()), score=score)
+
+
+def mean_subscores(scorecard, frame: pd.DataFrame) -> np.ndarray:
+    """Average sub-score of each indicator over ``frame`` (missing values skipped; 50 if never seen)."""
+    S = scorecard.subscores(frame).to_numpy()
+    with np.errstate(invalid="ignore"):
+        m = np.where(np.isnan(S).all(axis=0), 50.0, np.nanmean(np.where(np.isnan(S).all(axis=0), 50.0, S), axis=0))
+    return m
+
+
+# ---- text ----------------------------------------------------------------------------------------
+_STR = np.dtypes.StringDType()
+
+
+def _fmt_numbers(x: np.ndarray) -> np.ndarray:
+    """Vectorised short text of numbers: integers without '.0', others to 3 significant digits."""
+    x = np.asarray(x, float)
+    out = np.full(len(x), "missing", dtype=_STR)
+    ok = ~np.isnan(x)
+    if not ok.any():
+        return out
+    v = x[ok]
+    mag = np.floor(np.log10(np.maximum(np.abs(v), 1e-12)))
+    decimals = np.clip(2 - mag, 0, 6)
+    r = np.round(v * 10**decimals) / 10**decimals
+    is_int = r == np.round(r)
+    txt = np.where(is_int, np.round(r).astype(np.int64).astype(_STR), r.astype(_STR))
+    out[ok] = txt
+    return out
+
+
+def _fmt_points(p: np.ndarray) -> np.ndarray:
+    r = np.round(np.asarray(p, float), 1)
+    r = np.where(r == 0, 0.0, r)  # no "-0.0"
+    sign = np.where(r > 0, "+", "").astype(_STR)
+    body = np.where(r == np.round(r), np.round(r).astype(np.int64).astype(_STR), r.astype(_STR))
+    return np.strings.add(np.strings.add(sign, body), " points")
+
+
+def _value_text(model, col: pd.Series, j: int) -> np.ndarray:
+    f = model.schema_.features[j]
+    if f.kind == CATEGORICAL:
+        vals = col.astype(object).to_numpy()
+        return np.where(pd.isna(vals), "missing", vals.astype(str)).astype(_STR)
+    if f.boolean:
+        x = col.to_numpy(dtype=float)
+        return np.where(np.isnan(x), "missing", np.where(x == 1, "yes", "no")).astype(_STR)
+    return _fmt_numbers(col.to_numpy(dtype=float))
+
+
+def _reference_text(model, j: int, name: str) -> str:
+    f = model.schema_.features[j]
+    ref = model.reference_values_.get(name)
+    if ref is None:
+        return ""
+    if f.kind == CATEGORICAL:
+        return f" (most common: {ref})"
+    if f.boolean:
+        return f" (usual: {'yes' if ref >= 0.5 else 'no'})"
+    return f" (portfolio median {_fmt_numbers(np.array([ref]))[0]})"
+
+
+def feature_labels(model) -> list[str]:
+    card_labels = {ind.name: ind.label for ind in model.card.indicators}
+    return [card_labels.get(n, n) for n in model.schema_.names]
+
+
+def driver_text(model, X: pd.DataFrame, contrib: Contributions, k: int = 3) -> list[np.ndarray]:
+    """For each rank 1..k, one text per customer for the indicator lowering the score most
+    ("CSAT 2.1 (portfolio median 4.2): -11 points"); empty where nothing more lowers the score.
+    Vectorised: one pass per (rank, feature), never per row."""
+    pts = contrib.points.to_numpy()
+    n, p = pts.shape
+    k_eff = min(k, p)
+    order = np.argsort(pts, axis=1, kind="stable")[:, :k_eff]
+    labels = feature_labels(model)
+    names = model.schema_.names
+    rows = np.arange(n)
+    out = []
+    for r in range(k):
+        if r >= k_eff:
+            out.append(np.full(n, "", dtype=object))
+            continue
+        idx = order[:, r]
+        val = pts[rows, idx]
+        lowers = val < -0.05
+        text = np.full(n, "", dtype=_STR)
+        for j in np.unique(idx[lowers]):
+            m = lowers & (idx == j)
+            name = names[j]
+            body = np.strings.add(f"{labels[j]} ", _value_text(model, X[name].iloc[np.flatnonzero(m)], j))
+            body = np.strings.add(body, f"{_reference_text(model, j, name)}: ")
+            text[m] = np.strings.add(body, _fmt_points(val[m]))
+        out.append(text.astype(object))
+    return out

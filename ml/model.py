@@ -1,0 +1,264 @@
+"""``HealthModel``: a LightGBM churn model on the card's raw indicators, calibrated onto the health scale,
+with the manual card fitted and calibrated beside it so both read as churn probabilities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from ml.audit import DirectionCheck, audit_directions
+from ml.calibration import ScoreCalibrator, probability_to_health
+from ml.card import Card
+from ml.errors import DataError, warn
+from ml.features import CATEGORICAL, FeatureSchema, label_array, monotone_constraints
+from ml.scorecard import WeightedScorecard, assign_bands
+from ml.splits import Splits, make_splits
+
+MIN_TRAIN_ROWS = 200
+MIN_TRAIN_CHURNERS = 20
+LEAKAGE_AUC = 0.98
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "cat_smooth": 10,
+    "num_threads": 2,
+    "deterministic": True,
+    "force_col_wise": True,
+    "verbose": -1,
+}
+
+
+REFERENCE_POINTS = 10_001
+
+
+def compress_reference(ref: np.ndarray) -> np.ndarray:
+    """A sorted percentile reference kept as at most ``REFERENCE_POINTS`` evenly spaced quantiles."""
+    ref = np.asarray(ref, float)
+    return ref if len(ref) <= REFERENCE_POINTS else np.quantile(ref, np.linspace(0, 1, REFERENCE_POINTS))
+
+
+def _single_feature_auc(x: np.ndarray, y: np.ndarray) -> float:
+    """max(AUC, 1 - AUC) of one numeric column against the label (missing values excluded)."""
+    from sklearn.metrics import roc_auc_score
+
+    ok = ~np.isnan(x)
+    if ok.sum() < 10 or len(np.unique(y[ok])) < 2 or np.unique(x[ok]).size < 2:
+        return 0.5
+    auc = roc_auc_score(y[ok], x[ok])
+    return float(max(auc, 1 - auc))
+
+
+class HealthModel:
+    """Churn model + calibration + the manual card, trained from one card and labelled snapshots.
+
+    ``fit(frame)`` splits the rows (time-aware, grouped by customer), audits the declared directions,
+    trains LightGBM with monotone constraints where the data agrees, calibrates on a slice it never
+    trained on, and fits the manual card and its own calibration on the same slice.
+    """
+
+    def __init__(self, card: Card):
+        self.card = card
+
+    # ---------------------------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        return {**DEFAULT_PARAMS, "seed": self.card.model.seed, **dict(self.card.model.params)}
+
+    def fit(self, frame: pd.DataFrame) -> HealthModel:
+        card = self.card
+        card.check_columns(frame.columns, need_label=True, extra=card.model.extra_features)
+        frame = frame.reset_index(drop=True)
+        y = label_array(frame, card.label_column)
+        n, k = len(y), int(y.sum())
+        if k == 0 or k == n:
+            raise DataError(
+                f"label column {card.label_column!r} has a single class ({'all churned' if k else 'no churners'} "
+                f"in {n:,} rows); training needs both churners and non-churners."
+            )
+        schema = FeatureSchema.learn(card, frame)
+        X = schema.matrix(frame)
+        self._check_features(X, y, schema)
+        splits = make_splits(frame, y, card)
+        tr = splits.train
+        if len(tr) < MIN_TRAIN_ROWS or y[tr].sum() < MIN_TRAIN_CHURNERS:
+            raise DataError(
+                f"the training slice has {len(tr):,} rows and {int(y[tr].sum())} churners; at least "
+                f"{MIN_TRAIN_ROWS} rows and {MIN_TRAIN_CHURNERS} churners are needed. Provide more history "
+                "(more customers or snapshot dates) or lower model.holdout_fraction / calibration_fraction."
+            )
+        for name in ("valid", "calibration", "holdout"):
+            idx = splits.rows(name)
+            if len(idx) < MIN_TRAIN_ROWS or y[idx].sum() < MIN_TRAIN_CHURNERS:
+                if y[idx].sum() == 0 or y[idx].sum() == len(idx):
+                    raise DataError(
+                        f"the {name} slice has {len(idx):,} rows and {int(y[idx].sum())} churners: a single "
+                        "class. Provide more labelled data."
+                    )
+                warn(
+                    f"the {name} slice has only {len(idx):,} rows and {int(y[idx].sum())} churners "
+                    f"(fewer than ~{MIN_TRAIN_ROWS} rows / {MIN_TRAIN_CHURNERS} churners); its results are noisy."
+                )
+
+        fit_rows = np.concatenate([splits.train, splits.valid])
+        self.audit_: list[DirectionCheck] = audit_directions(X.iloc[fit_rows], y[fit_rows], schema)
+        contradicted = {c.indicator for c in self.audit_ if c.verdict == "contradicted"}
+        mode = card.model.monotone
+        if mode == "false":
+            constraints = [0] * len(schema.features)
+        else:
+            constraints = monotone_constraints(schema, free=contradicted if mode == "auto" else set())
+            if mode == "true":
+                for c in self.audit_:
+                    if c.verdict == "contradicted":
+                        warn(f"direction of {c.indicator!r} is contradicted by the data ({c.evidence}), "
+                             "but model.monotone: true constrains it anyway; consider monotone: auto.")
+        by_name = dict(zip(schema.names, constraints, strict=True))
+        self.audit_ = [dataclasses.replace(c, constrained=by_name[c.indicator] != 0) for c in self.audit_]
+        for c in self.audit_:
+            if c.verdict == "contradicted":
+                warn(f"indicator {c.indicator!r}: {c.evidence}"
+                     + ("; left unconstrained in the model." if mode == "auto" else "."))
+
+        params = {**self.params(), "monotone_constraints": constraints}
+        self.booster_ = self._train_booster(X, y, splits.train, splits.valid, params)
+        self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        self.schema_ = schema
+        self.params_ = params
+
+        # calibration on the slice the model never trained on
+        cal = splits.calibration
+        margin = self.booster_.predict(X.iloc[cal], raw_score=True)
+        self.calibrator_ = ScoreCalibrator(card.calibration.method).fit(margin, y[cal])
+        base_rate = float(y[cal].mean())
+        self.base_rate_ = base_rate
+
+        # the manual card: reference population = the rows the model learnt from
+        self.scorecard_ = WeightedScorecard(card).fit(frame.iloc[fit_rows])
+        # stored as at most REFERENCE_POINTS quantiles, here already, so a reloaded model scores alike
+        self.scorecard_.reference_ = {k: compress_reference(v) for k, v in self.scorecard_.reference_.items()}
+        from ml.explain import mean_subscores
+
+        self.manual_base_subscores_ = mean_subscores(self.scorecard_, frame.iloc[fit_rows])
+        manual = self.scorecard_.score(frame.iloc[cal])["health_score"].to_numpy()
+        ok = ~np.isnan(manual)
+        self.manual_calibrator_ = ScoreCalibrator(card.calibration.method).fit(-manual[ok], y[cal][ok])
+
+        # quantile bands for the model's health score are placed on the calibration slice
+        self.band_cuts_ = None
+        if card.bands_by == "quantile":
+            h = self._health(self.calibrator_.predict_proba(margin))
+            cuts = np.percentile(h, [b.min for b in card.bands])
+            cuts[-1] = -np.inf
+            self.band_cuts_ = cuts
+
+        # reference points for the explanation text: portfolio medians / most common category
+        self.reference_values_ = {}
+        for f in schema.features:
+            col = X[f.name].iloc[fit_rows]
+            if f.kind == CATEGORICAL:
+                mode_ = col.mode(dropna=True)
+                self.reference_values_[f.name] = None if mode_.empty else str(mode_.iloc[0])
+            else:
+                med = float(np.nanmedian(col.to_numpy(dtype=float))) if col.notna().any() else None
+                self.reference_values_[f.name] = med
+        self.splits_: Splits = splits
+        self.split_summary_ = splits.summary(y, pd.to_datetime(frame[card.date_column]) if card.date_column else None)
+        self.n_rows_ = n
+        return self
+
+    # ---------------------------------------------------------------------------------------------
+    def _check_features(self, X: pd.DataFrame, y: np.ndarray, schema: FeatureSchema) -> None:
+        for f in schema.features:
+            col = X[f.name]
+            if f.kind == CATEGORICAL:
+                distinct = col.nunique(dropna=True)
+                values = None
+            else:
+                values = col.to_numpy(dtype=float)
+                distinct = np.unique(values[~np.isnan(values)]).size
+            if distinct <= 1:
+                warn(f"feature {f.name!r} (column {f.column!r}) is constant ({distinct} distinct value); "
+                     "it cannot inform the model. Check the column or drop it.")
+                continue
+            if values is not None:
+                auc = _single_feature_auc(values, y)
+                if auc >= LEAKAGE_AUC:
+                    warn(f"feature {f.name!r} (column {f.column!r}) alone separates churners almost perfectly "
+                         f"(AUC {auc:.3f}): likely label leakage (a value recorded after the churn?). "
+                         "Check how the column is built.")
+
+    def _train_booster(self, X, y, train_idx, valid_idx, params, num_boost_round=None) -> lgb.Booster:
+        spec = self.card.model
+        dtrain = lgb.Dataset(X.iloc[train_idx], label=y[train_idx], free_raw_data=True)
+        if num_boost_round is not None:
+            return lgb.train(params, dtrain, num_boost_round=num_boost_round)
+        dvalid = lgb.Dataset(X.iloc[valid_idx], label=y[valid_idx], reference=dtrain)
+        callbacks = []
+        if len(valid_idx) and 0 < y[valid_idx].sum() < len(valid_idx):
+            callbacks.append(lgb.early_stopping(spec.early_stopping_rounds, verbose=False))
+        return lgb.train({**params, "metric": "binary_logloss"}, dtrain, num_boost_round=spec.num_boost_round,
+                         valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "booster_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("This HealthModel is not fitted yet; call fit(frame) or load a model directory.")
+
+    def _health(self, p: np.ndarray) -> np.ndarray:
+        cal = self.card.calibration
+        return probability_to_health(p, cal.scale, base_rate=self.base_rate_, anchor=cal.anchor_score, pdo=cal.pdo)
+
+    # ---------------------------------------------------------------------------------------------
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        """LightGBM's raw churn margin (log-odds before calibration)."""
+        self._check_fitted()
+        return self.booster_.predict(self.schema_.matrix(frame), raw_score=True)
+
+    def predict(self, frame: pd.DataFrame, *, drivers: int = 3) -> pd.DataFrame:
+        """Per row: id (and date), ``health_score``, ``band``, ``churn_probability``, ``manual_score``,
+        ``manual_band``, ``manual_churn_probability`` and ``driver_1..k`` (when ``drivers`` > 0)."""
+        self._check_fitted()
+        card = self.card
+        missing = [c for c in [card.id_column] if c not in frame.columns]
+        if missing:
+            raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
+        X = self.schema_.matrix(frame)
+        if drivers:
+            from ml.explain import contributions, driver_text
+
+            contrib = contributions(self, X)
+            margin = contrib.margin
+        else:
+            margin = self.booster_.predict(X, raw_score=True)
+        p = self.calibrator_.predict_proba(margin)
+        health = self._health(p)
+        manual = self.scorecard_.score(frame)
+        ms = manual["health_score"].to_numpy()
+        mp = np.full(len(ms), np.nan)
+        ok = ~np.isnan(ms)
+        mp[ok] = self.manual_calibrator_.predict_proba(-ms[ok])
+        keys = [card.id_column] + ([card.date_column] if card.date_column and card.date_column in frame else [])
+        out = frame[keys].reset_index(drop=True).copy()
+        out["health_score"] = health
+        out["band"] = assign_bands(health, card.bands, self.band_cuts_)
+        out["churn_probability"] = p
+        out["manual_score"] = ms
+        out["manual_band"] = np.asarray(manual["band"])
+        out["manual_band"] = pd.Categorical(out["manual_band"], categories=[b.name for b in card.bands])
+        out["manual_churn_probability"] = mp
+        if drivers:
+            texts = driver_text(self, X, contrib, k=drivers)
+            for j in range(drivers):
+                out[f"driver_{j + 1}"] = texts[j]
+        return out

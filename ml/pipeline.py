@@ -1,0 +1,215 @@
+"""``train``: the one library call behind ``healthscore train``.
+
+fit the model -> propose weights (mean |SHAP|, gain, best non-negative linear) with intervals from
+refits on customer-bootstrap resamples -> evaluate the manual card, the re-weighted cards and the
+model on held-out rows -> write the model directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.card import Card
+from ml.evaluate import calibration_metrics, ranking_metrics
+from ml.features import label_array
+from ml.model import HealthModel
+from ml.scorecard import WeightedScorecard, assign_bands
+from ml.weights import largest_remainder, nonnegative_logistic_weights, proposal_table, shares
+
+PROPOSALS = ("shap", "gain", "linear")
+SHAP_ROWS = 20_000  # held-out rows used for mean |SHAP| (all of them when fewer)
+EXTRA_FLAG_POINTS = 5
+
+
+@dataclass
+class TrainResult:
+    model: HealthModel
+    weights: pd.DataFrame
+    metrics: dict[str, Any]
+    model_dir: Path | None = None
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def _shap_shares(booster, X: pd.DataFrame) -> np.ndarray:
+    contrib = booster.predict(X, pred_contrib=True)[:, :-1]
+    return shares(np.abs(contrib).mean(axis=0))
+
+
+def _subsample(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if len(idx) <= n:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
+
+
+def propose_weights(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, X: pd.DataFrame,
+                    n_refits: int | None = None, progress: Callable[[str], None] = _noop) -> pd.DataFrame:
+    """``weights.csv``: manual weights beside the three proposals and their refit intervals."""
+    card, schema, splits = model.card, model.schema_, model.splits_
+    spec = card.model
+    n_refits = spec.n_refits if n_refits is None else n_refits
+    hold = _subsample(splits.holdout, SHAP_ROWS, spec.seed)
+    fit_rows = np.concatenate([splits.train, splits.valid])
+    card_idx = [i for i, f in enumerate(schema.features) if f.in_scorecard]
+
+    shap_share = _shap_shares(model.booster_, X.iloc[hold])
+    gain_share = shares(model.booster_.feature_importance("gain"))
+    S_fit = model.scorecard_.subscores(frame.iloc[fit_rows]).to_numpy()
+    lin = nonnegative_logistic_weights(S_fit, y[fit_rows])
+    linear_share = np.zeros(len(schema.features))
+    linear_share[card_idx] = shares(lin)
+
+    # intervals: refit on bootstrap resamples of the training customers (fixed number of rounds)
+    rng = np.random.default_rng(spec.seed + 1)
+    ids = frame[card.id_column].astype(str).to_numpy()
+    tr_codes, tr_uniques = pd.factorize(ids[splits.train])
+    tr_rows_by_customer = np.argsort(tr_codes, kind="stable")
+    counts = np.bincount(tr_codes, minlength=len(tr_uniques))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    params = {**model.params_, "metric": "none"}
+    shap_runs, linear_runs = [], []
+    S_train = S_fit[: len(splits.train)]
+    for r in range(n_refits):
+        progress(f"refit {r + 1}/{n_refits}")
+        pick = rng.integers(0, len(tr_uniques), len(tr_uniques))
+        # rows of the picked customers (with repetition), without a per-row loop
+        reps = counts[pick]
+        offs = np.repeat(starts[pick] - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps) + np.arange(reps.sum())
+        local = tr_rows_by_customer[offs]
+        rows = splits.train[local]
+        booster = model._train_booster(X, y, rows, None, {**params, "seed": spec.seed + 100 + r},
+                                       num_boost_round=model.best_iteration_)
+        shap_runs.append(_shap_shares(booster, X.iloc[hold]))
+        lr = np.zeros(len(schema.features))
+        lr[card_idx] = shares(nonnegative_logistic_weights(S_train[local], y[rows]))
+        linear_runs.append(lr)
+
+    def band(runs, q):
+        return np.percentile(np.vstack(runs), q, axis=0) if runs else np.full(len(schema.features), np.nan)
+
+    audit = {c.indicator: c for c in model.audit_}
+    manual = np.array([card.weights.get(f.name, 0.0) if f.in_scorecard else 0.0 for f in schema.features])
+    base = pd.DataFrame({
+        "indicator": schema.names,
+        "column": schema.columns,
+        "in_scorecard": [f.in_scorecard for f in schema.features],
+        "manual": manual,
+    })
+    table = proposal_table(
+        base,
+        {"shap": shap_share, "gain": gain_share, "linear": linear_share},
+        {"shap_low": band(shap_runs, 5), "shap_high": band(shap_runs, 95),
+         "linear_low": band(linear_runs, 5), "linear_high": band(linear_runs, 95)},
+    )
+    table["manual"] = np.round(table["manual"], 6)
+    table["shap_share"] = np.round(shap_share, 3)
+    table["direction"] = [f.direction for f in schema.features]
+    table["direction_check"] = [audit[n].verdict if n in audit else "" for n in schema.names]
+    table["constrained"] = [bool(audit[n].constrained) if n in audit else False for n in schema.names]
+    flags = []
+    for f, s in zip(schema.features, table["shap"], strict=True):
+        fl = []
+        if f.name in audit and audit[f.name].verdict == "contradicted":
+            fl.append("direction contradicted")
+        if not f.in_scorecard and s >= EXTRA_FLAG_POINTS:
+            fl.append(f"not on the card, earns {s} points")
+        flags.append("; ".join(fl))
+    table["flag"] = flags
+    return table
+
+
+def reweighted_card(card: Card, weights: pd.DataFrame, column: str) -> Card | None:
+    """The manual card with its indicators re-weighted by a proposal (card indicators only, rescaled
+    to total 100 with largest-remainder rounding); None if the proposal gives them no weight."""
+    w = weights.set_index("indicator")[column]
+    raw = np.array([float(w.get(ind.name, 0.0)) for ind in card.indicators])
+    if raw.sum() <= 0:
+        return None
+    ints = largest_remainder(raw)
+    inds = tuple(dataclasses.replace(ind, weight=float(v)) for ind, v in zip(card.indicators, ints, strict=True))
+    return dataclasses.replace(card, indicators=inds)
+
+
+def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd.DataFrame) -> dict[str, Any]:
+    """Held-out ranking and calibration metrics for the manual card, re-weighted cards and the model."""
+    card = model.card
+    hold = model.splits_.holdout
+    fh = frame.iloc[hold]
+    yh = y[hold]
+    order = [b.name for b in card.bands]
+    pred = model.predict(fh, drivers=0)
+    ranking: dict[str, Any] = {"manual": ranking_metrics(pred["manual_score"].to_numpy(), pred["manual_band"], yh, order)}
+    new_weights = {}
+    for name in PROPOSALS:
+        rc = reweighted_card(card, weights, name)
+        if rc is None:
+            continue
+        sc = WeightedScorecard.from_state(rc, model.scorecard_.state())
+        s = sc.score(fh)["health_score"].to_numpy()
+        ranking[f"card_{name}"] = ranking_metrics(s, assign_bands(s, rc.bands), yh, order)
+        new_weights[f"card_{name}"] = {ind.name: ind.weight for ind in rc.indicators}
+    ranking["model"] = ranking_metrics(pred["health_score"].to_numpy(), pred["band"], yh, order)
+    ok = pred["manual_churn_probability"].notna().to_numpy()
+    cal = model.calibrator_.to_dict()
+    calibration = {
+        "method": cal["method"],
+        "reason": cal["reason"],
+        "scale": card.calibration.scale,
+        "slice_rows": cal["rows"],
+        "slice_churners": cal["churners"],
+        "model": calibration_metrics(pred["churn_probability"].to_numpy(), yh, pred["band"], order),
+        "manual": calibration_metrics(pred["manual_churn_probability"].to_numpy()[ok], yh[ok],
+                                      pred["manual_band"].to_numpy()[ok], order),
+    }
+    return {
+        "holdout": {"rows": int(len(hold)), "churners": int(yh.sum()), "churn_rate": float(yh.mean())},
+        "ranking": ranking,
+        "reweighted_cards": new_weights,
+        "calibration": calibration,
+        "model": {"best_iteration": model.best_iteration_, "features": model.schema_.names},
+    }
+
+
+def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, *, n_refits: int | None = None,
+          progress: Callable[[str], None] = _noop, plots: bool = True) -> TrainResult:
+    """Fit, propose weights, evaluate and (if ``model_dir``) write the model directory."""
+    frame = frame.reset_index(drop=True)
+    progress("fitting the churn model")
+    model = HealthModel(card).fit(frame)
+    y = label_array(frame, card.label_column)
+    X = model.schema_.matrix(frame)
+    progress("proposing weights")
+    weights = propose_weights(model, frame, y, X, n_refits=n_refits, progress=progress)
+    progress("evaluating on held-out rows")
+    metrics = evaluate(model, frame, y, weights)
+    result = TrainResult(model, weights, metrics)
+    if model_dir is not None:
+        progress("writing the model directory")
+        from ml.bundle import save_model
+
+        split_customers = model.splits_.customer_slice.rename_axis(card.id_column).reset_index()
+        extra: dict[str, Any] = {
+            "weights.csv": weights,
+            "metrics.json": metrics,
+            "split.json": model.split_summary_,
+            "split_customers.csv": split_customers,
+            "audit.json": [c.to_dict() for c in model.audit_],
+        }
+        hook = None
+        if plots:
+            from ml.plots import write_model_plots
+
+            hold = model.splits_.holdout
+            def hook(tmp: Path) -> None:
+                write_model_plots(model, frame.iloc[hold], y[hold], metrics, tmp)
+        result.model_dir = save_model(model, model_dir, extra_files=extra, before_manifest=hook)
+    return result
