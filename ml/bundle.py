@@ -132,15 +132,20 @@ def verify(model_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def save_model(model, model_dir: str | os.PathLike, *, extra_files: dict[str, Any] | None = None,
-               before_manifest=None) -> Path:
+               before_manifest=None, mlflow_example=None) -> Path:
     """Write ``model`` (and ``extra_files``: name -> str | dict | DataFrame | callable(path)) to
-    ``model_dir`` atomically: built in a temporary sibling directory, then swapped in."""
+    ``model_dir`` atomically: built in a temporary sibling directory, then swapped in. With
+    ``mlflow_example`` (a frame of training rows) the directory is also an MLflow pyfunc model."""
     import pandas as pd
 
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
     try:
+        if mlflow_example is not None:  # MLflow's files first: it refuses a non-empty directory
+            from ml.pyfunc import write_mlflow_files
+
+            write_mlflow_files(model, mlflow_example, tmp)
         model.booster_.save_model(str(tmp / "model.txt"), num_iteration=model.best_iteration_)
         dump_json(model_state(model), tmp / "model.json")
         (tmp / "card.yaml").write_text(model.card.to_yaml(), encoding="utf-8")

@@ -174,6 +174,221 @@ def demo(
     _print_band_summary(table, card)
 
 
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model directory, or models:/<name>@<alias>.")]
+
+
+def _load_model(model: str):
+    from ml.bundle import load_model
+
+    if model.startswith("models:/"):
+        from ml.tracking import download_model
+
+        return load_model(download_model(model))
+    return load_model(model)
+
+
+@app.command()
+@boundary
+def train(
+    config: ConfigOpt,
+    data: DataOpt,
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-M", help="Where to write the model directory.")],
+    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: the card's, else health-score).")] = None,
+    refits: Annotated[int | None, typer.Option("--refits", min=0, help="Refits for the weight intervals (default: model.n_refits, 10).")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the model.")] = True,
+) -> None:
+    """Train the churn model, propose weights, evaluate against the manual card, write the model directory."""
+    from ml.card import load_card
+    from ml.io import read_table
+    from ml.pipeline import train as train_model
+
+    card = load_card(config)
+    frame = read_table(data)
+    with _progress() as step:
+        if track:
+            from ml.tracking import tracked_training
+
+            result = tracked_training(card, frame, model_dir, config_path=config, data_path=data,
+                                      experiment=experiment, n_refits=refits, progress=step)
+        else:
+            result = train_model(card, frame, model_dir, n_refits=refits, progress=step)
+    typer.echo(f"model written to {model_dir}")
+    _print_weights(result.weights)
+    _print_metrics(result.metrics, card)
+    if getattr(result, "run_id", None):
+        typer.echo(f"MLflow run {result.run_id}; registered {card.name} version {result.version} as @challenger")
+
+
+class _progress:
+    """A one-line spinner with the current step (quiet when not a terminal)."""
+
+    def __enter__(self):
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                           console=_console(), transient=True)
+        self._p.__enter__()
+        self._task = self._p.add_task("starting", total=None)
+        return lambda text: self._p.update(self._task, description=text)
+
+    def __exit__(self, *exc):
+        return self._p.__exit__(*exc)
+
+
+def _print_weights(weights) -> None:
+    from rich.table import Table
+
+    t = Table(title="Indicator weights: manual vs proposed (points out of 100; 90 % refit interval)")
+    for col in ("indicator", "manual", "shap", "interval", "gain", "linear", "interval ", "flag"):
+        t.add_column(col, justify="left" if col in ("indicator", "flag") else "right")
+    for _, r in weights.iterrows():
+        name = r["indicator"] if r["in_scorecard"] else f"{r['indicator']} (extra)"
+        lin = "-" if not r["in_scorecard"] else str(int(r["linear"]))
+        lin_iv = "-" if not r["in_scorecard"] else f"{r['linear_low']:.0f}-{r['linear_high']:.0f}"
+        flag = r["flag"] if isinstance(r["flag"], str) else ""
+        t.add_row(name, f"{r['manual']:g}", str(int(r["shap"])), f"{r['shap_low']:.0f}-{r['shap_high']:.0f}",
+                  str(int(r["gain"])), lin, lin_iv, f"[bold red]{flag}[/]" if flag else "")
+    _console().print(t)
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "-"
+    return f"{v:.1%}" if pct else f"{v:.3f}"
+
+
+def _print_metrics(metrics, card) -> None:
+    from rich.table import Table
+
+    h = metrics["holdout"]
+    bands = [b.name for b in card.bands]
+    t = Table(title=f"Held-out evaluation: {h['rows']:,} rows, {h['churners']:,} churners ({h['churn_rate']:.1%})")
+    for col in ("scorer", "ROC-AUC", "PR-AUC", "top-10% lift", *[f"churn {b}" for b in bands], f"churners in {bands[-1]}"):
+        t.add_column(col, justify="left" if col == "scorer" else "right")
+    names = {"manual": "manual card", "card_shap": "card, shap weights", "card_gain": "card, gain weights",
+             "card_linear": "card, linear weights", "model": "model"}
+    for key, m in metrics["ranking"].items():
+        t.add_row(names.get(key, key), _fmt(m["roc_auc"]), _fmt(m["pr_auc"]),
+                  "-" if m["top_decile_lift"] is None else f"{m['top_decile_lift']:.2f}x",
+                  *[_fmt(m["churn_rate_by_band"][b], pct=True) for b in bands], _fmt(m["at_risk_capture"], pct=True))
+    _console().print(t)
+    cal = metrics.get("calibration")
+    if cal:
+        c = Table(title=f"Calibration on held-out rows ({cal['method']}, {cal['scale']} scale)")
+        for col in ("scorer", "ECE", "Brier", "slope", "intercept", *[f"{b}: pred / obs" for b in bands]):
+            c.add_column(col, justify="left" if col == "scorer" else "right")
+        for key, label in (("model", "model"), ("manual", "manual card")):
+            m = cal[key]
+            per = [f"{_fmt(m['by_band'][b]['predicted'], True)} / {_fmt(m['by_band'][b]['observed'], True)}" for b in bands]
+            c.add_row(label, f"{m['ece']:.4f}", f"{m['brier']:.4f}", _fmt(m["calibration_slope"]),
+                      _fmt(m["calibration_intercept"]), *per)
+        _console().print(c)
+
+
+@app.command()
+@boundary
+def compare(model: ModelOpt) -> None:
+    """Print the manual vs proposed weights and the held-out metrics of a trained model."""
+    import json
+
+    import pandas as pd
+
+    m = _load_model(model)
+    d = m.model_dir_
+    _print_weights(pd.read_csv(d / "weights.csv", keep_default_na=False,
+                               dtype={"flag": str, "direction_check": str}))
+    _print_metrics(json.loads((d / "metrics.json").read_text()), m.card)
+    contradicted = [c for c in m.audit_ if c.verdict == "contradicted"]
+    for c in contradicted:
+        typer.echo(f"direction check: {c.indicator}: {c.evidence}")
+
+
+@app.command()
+@boundary
+def predict(
+    model: ModelOpt,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the predictions (.csv or .parquet).")],
+    drivers: Annotated[int, typer.Option("--drivers", min=0, max=10, help="Top drivers as text per customer.")] = 3,
+) -> None:
+    """Score new snapshots: health score, band and churn probability, for the model and the manual card."""
+    from ml.io import read_table, write_table
+
+    m = _load_model(model)
+    frame = read_table(data)
+    table = m.predict(frame, drivers=drivers)
+    write_table(table, out)
+    typer.echo(f"predicted {len(table):,} rows -> {out}")
+    _print_band_summary(table, m.card, title="Band summary (model)")
+
+
+@app.command()
+@boundary
+def explain(
+    model: ModelOpt,
+    data: DataOpt,
+    customer: Annotated[str, typer.Option("--customer", help="The customer id to explain (its latest snapshot).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Why a customer has their score: every indicator's contribution in health points, model and card."""
+    import json
+
+    from ml.explain import explain_customer
+    from ml.io import read_table
+
+    m = _load_model(model)
+    frame = read_table(data)
+    result = explain_customer(m, frame, customer)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    _print_explanation(result, m.card)
+
+
+def _print_explanation(r, card) -> None:
+    from rich.table import Table
+
+    colors = {b.name: b.color for b in card.bands}
+    con = _console()
+    con.print(f"[bold]{r['customer_id']}[/]" + (f"  (snapshot {r['snapshot_date']})" if r.get("snapshot_date") else ""))
+    con.print(f"model: health [bold]{r['health_score']:.1f}[/] [{colors.get(r['band'], 'white')}]{r['band']}[/], "
+              f"churn probability {r['churn_probability']:.1%}, base score {r['base_score']:.1f}")
+    mm = r["manual"]
+    if mm["score"] is not None:
+        con.print(f"manual card: score [bold]{mm['score']:.1f}[/] [{colors.get(mm['band'], 'white')}]{mm['band']}[/]"
+                  + (f", churn probability {mm['churn_probability']:.1%}" if mm["churn_probability"] is not None else "")
+                  + f", base score {mm['base_score']:.1f}")
+    for title, items, base, total in (("Model", r["contributions"], r["base_score"], r["health_score"]),
+                                      ("Manual card", mm["contributions"], mm["base_score"], mm["score"])):
+        t = Table(title=f"{title}: contributions in health points (most negative first)")
+        t.add_column("indicator")
+        t.add_column("value", justify="right")
+        t.add_column("points", justify="right")
+        t.add_row("[dim]base score[/]", "", f"{base:.1f}")
+        for it in items:
+            v = it["value"]
+            vtxt = "missing" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+            color = "red" if it["points"] < 0 else "green"
+            t.add_row(it["label"], vtxt, f"[{color}]{it['points']:+.1f}[/]")
+        if total is not None:
+            t.add_row("[bold]= score[/]", "", f"[bold]{total:.1f}[/]")
+        con.print(t)
+
+
+@app.command()
+@boundary
+def promote(
+    version: Annotated[int, typer.Option("--version", min=1, help="Registered model version to promote.")],
+    name: Annotated[str, typer.Option("--name", help="Registered model name (the card's `name`).")] = "health-score",
+    alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "champion",
+) -> None:
+    """Move the `champion` alias (or --alias) to a registered model version."""
+    from ml.tracking import promote as promote_version, tracking_uri
+
+    promote_version(name, version, alias)
+    typer.echo(f"{name}@{alias} -> version {version} ({tracking_uri()})")
+
+
 def default_card_path() -> Path:
     """The default card: ``configs/default.yaml`` in a checkout, else the copy shipped in the package."""
     from importlib.resources import files

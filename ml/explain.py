@@ -171,3 +171,71 @@ def driver_text(model, X: pd.DataFrame, contrib: Contributions, k: int = 3) -> l
             text[m] = np.strings.add(body, _fmt_points(val[m]))
         out.append(text.astype(object))
     return out
+
+
+def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
+    """Everything ``healthscore explain`` shows for one customer (their latest snapshot).
+
+    Keys: customer_id, health_score, band, churn_probability, base_score, contributions (list of
+    {indicator, value, points}, most negative first), manual ({score, band, base_score, contributions}).
+    """
+    from ml.errors import DataError
+
+    card = model.card
+    ids = frame[card.id_column].astype(str)
+    rows = frame[ids.to_numpy() == str(customer_id)]
+    if rows.empty:
+        sample = ids.drop_duplicates().head(5).tolist()
+        raise DataError(
+            f"customer {customer_id!r} is not in the data's {card.id_column!r} column "
+            f"({ids.nunique():,} customers, e.g. {sample}); check the id."
+        )
+    if card.date_column and card.date_column in rows and len(rows) > 1:
+        rows = rows.iloc[[int(np.argmax(pd.to_datetime(rows[card.date_column]).to_numpy()))]]
+    row = rows.iloc[[-1]]
+    X = model.schema_.matrix(row)
+    contrib = contributions(model, X)
+    p = float(model.calibrator_.predict_proba(contrib.margin)[0])
+    from ml.scorecard import assign_bands
+
+    health = float(contrib.score[0])
+    labels = feature_labels(model)
+
+    def value_of(name: str, column: str):
+        v = row[column].iloc[0]
+        if pd.isna(v):
+            return None
+        return v.item() if hasattr(v, "item") else (str(v) if not isinstance(v, int | float | bool) else v)
+
+    items = [
+        {"indicator": name, "label": label, "value": value_of(name, f.column),
+         "points": float(contrib.points[name].iloc[0]), "log_odds": float(contrib.log_odds[0, j])}
+        for j, (name, label, f) in enumerate(zip(model.schema_.names, labels, model.schema_.features, strict=True))
+    ]
+    items.sort(key=lambda d: d["points"])
+    mc = card_contributions(model.scorecard_, row, model.manual_base_subscores_)
+    manual_score = float(mc.score[0])
+    manual_items = [
+        {"indicator": ind.name, "label": ind.label, "value": value_of(ind.name, ind.column),
+         "points": float(mc.points[ind.name].iloc[0])}
+        for ind in card.indicators
+    ]
+    manual_items.sort(key=lambda d: d["points"])
+    band = assign_bands(np.array([health]), card.bands, model.band_cuts_)[0]
+    mband = assign_bands(np.array([manual_score]), card.bands, model.scorecard_.band_cuts_)[0]
+    mp = None if np.isnan(manual_score) else float(model.manual_calibrator_.predict_proba(np.array([-manual_score]))[0])
+    out = {
+        "customer_id": str(customer_id),
+        "health_score": health,
+        "band": None if pd.isna(band) else str(band),
+        "churn_probability": p,
+        "base_score": contrib.base_score,
+        "contributions": items,
+        "manual": {"score": None if np.isnan(manual_score) else manual_score,
+                   "band": None if pd.isna(mband) else str(mband),
+                   "churn_probability": mp,
+                   "base_score": mc.base_score, "contributions": manual_items},
+    }
+    if card.date_column and card.date_column in row:
+        out["snapshot_date"] = str(pd.Timestamp(row[card.date_column].iloc[0]).date())
+    return out

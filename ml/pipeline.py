@@ -180,7 +180,7 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
 
 
 def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, *, n_refits: int | None = None,
-          progress: Callable[[str], None] = _noop, plots: bool = True) -> TrainResult:
+          progress: Callable[[str], None] = _noop, plots: bool = True, mlflow_files: bool = True) -> TrainResult:
     """Fit, propose weights, evaluate and (if ``model_dir``) write the model directory."""
     frame = frame.reset_index(drop=True)
     progress("fitting the churn model")
@@ -211,5 +211,6 @@ def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, 
             hold = model.splits_.holdout
             def hook(tmp: Path) -> None:
                 write_model_plots(model, frame.iloc[hold], y[hold], metrics, tmp)
-        result.model_dir = save_model(model, model_dir, extra_files=extra, before_manifest=hook)
+        result.model_dir = save_model(model, model_dir, extra_files=extra, before_manifest=hook,
+                                      mlflow_example=frame.iloc[model.splits_.holdout[:3]] if mlflow_files else None)
     return result

@@ -53,10 +53,10 @@ def _numeric(series: pd.Series, ind: Indicator) -> np.ndarray:
         return series.to_numpy(dtype=float, na_value=np.nan)
     converted = pd.to_numeric(series, errors="coerce")
     bad = converted.isna() & series.notna() & (series.astype(str).str.strip() != "")
-    if bad.all() and len(series):
+    if bad.any() and converted.isna().all():  # text and gaps only: not a single number
         raise DataError(
             f"column {ind.column!r} (indicator {ind.name!r}) must be numeric for {ind.scoring.method} "
-            f"scoring, found text such as {series.dropna().astype(str).unique()[:3].tolist()}; "
+            f"scoring, found text such as {series[bad].astype(str).unique()[:3].tolist()}; "
             "clean the column or use `method: categorical` with a map."
         )
     if bad.any():
@@ -211,7 +211,8 @@ class WeightedScorecard:
         denom = w_eff.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             points = np.where(denom > 0, filled * w_eff / denom, np.nan)
-        score = points.sum(axis=1)
+        # rescaled weights (renormalize, normalize: true) can sum a perfect row to 100.00000000000003
+        score = np.clip(points.sum(axis=1), 0.0, 100.0)
         score[denom[:, 0] == 0] = np.nan
         coverage = (present * w).sum(axis=1) / w.sum() * 100.0
         return score, points, coverage

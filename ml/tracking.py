@@ -1,0 +1,150 @@
+"""MLflow tracking and the model registry. Imported only by the commands that need it.
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db``; never a remote
+default. Every training is a run (params, metrics, artifacts); the model directory is logged as the
+run's ``model`` artifact (it already is an MLflow pyfunc model), registered as a new version of the
+card's model name, and given the alias ``challenger``. ``promote`` moves ``champion``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ml.errors import HealthScoreError
+
+DEFAULT_EXPERIMENT = "health-score"
+CHALLENGER, CHAMPION = "challenger", "champion"
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri else f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def _flatten(prefix: str, obj: Any, out: dict[str, float]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in str(k)).replace(" ", "_")
+            _flatten(f"{prefix}.{key}" if prefix else key, v, out)
+    elif isinstance(obj, bool):
+        return
+    elif isinstance(obj, int | float) and obj == obj:  # skip NaN
+        out[prefix] = float(obj)
+
+
+def run_params(card, frame, result, config_path=None, data_path=None) -> dict[str, Any]:
+    import json
+
+    import pandas as pd
+
+    model = result.model
+    split = model.split_summary_
+    params: dict[str, Any] = {
+        "card_name": card.name,
+        "card_sha256": card.sha256,
+        "card_yaml": card.to_yaml()[:6000],
+        "config_path": str(config_path) if config_path else "",
+        "data_path": str(data_path) if data_path else "",
+        "data_rows": len(frame),
+        "data_customers": int(frame[card.id_column].nunique()),
+        "churn_rate": round(float(pd.to_numeric(frame[card.label_column], errors="coerce").mean()), 6)
+        if pd.api.types.is_numeric_dtype(frame[card.label_column]) else "",
+        "horizon_days": card.horizon_days,
+        "monotone": card.model.monotone,
+        "extra_features": ",".join(card.model.extra_features),
+        "calibration_method": model.calibrator_.method_,
+        "calibration_scale": card.calibration.scale,
+        "split_cutoff": split.get("cutoff") or "",
+        "split": json.dumps(split)[:6000],
+        "best_iteration": model.best_iteration_,
+    }
+    if card.date_column:
+        d = pd.to_datetime(frame[card.date_column], errors="coerce")
+        params["date_min"], params["date_max"] = str(d.min().date()), str(d.max().date())
+    for k, v in model.params_.items():
+        params[f"lgb.{k}"] = v if not isinstance(v, list | tuple) else ",".join(map(str, v))
+    return params
+
+
+def run_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    _flatten("", {"ranking": metrics["ranking"], "holdout": metrics["holdout"],
+                  "calibration": {k: {kk: vv for kk, vv in v.items() if kk != "reliability"}
+                                  for k, v in metrics["calibration"].items() if isinstance(v, dict)}}, out)
+    return out
+
+
+def tracked_training(card, frame, model_dir, *, config_path=None, data_path=None, experiment=None,
+                     n_refits=None, progress=lambda s: None, register: bool = True):
+    """``pipeline.train`` inside an MLflow run; registers the model and sets ``@challenger``.
+    A run that raises is marked FAILED (by ``mlflow.start_run``'s context manager)."""
+    from ml.pipeline import train
+
+    progress("starting the MLflow run")
+    mlflow = _mlflow()
+    mlflow.set_experiment(experiment or card.experiment or DEFAULT_EXPERIMENT)
+    with mlflow.start_run(run_name=f"train {card.name}") as run:
+        mlflow.set_tags({"healthscore.card": card.name, "healthscore.model_dir": str(Path(model_dir).resolve())})
+        result = train(card, frame, model_dir, n_refits=n_refits, progress=progress)
+        progress("logging to MLflow")
+        mlflow.log_params(run_params(card, frame, result, config_path, data_path))
+        mlflow.log_metrics(run_metrics(result.metrics))
+        md = Path(result.model_dir)
+        for name in ("card.yaml", "weights.csv", "metrics.json", "split.json", "audit.json",
+                     "reliability.png", "shap_summary.png"):
+            if (md / name).exists():
+                mlflow.log_artifact(str(md / name))
+        if (md / "plots").exists():
+            mlflow.log_artifacts(str(md / "plots"), artifact_path="plots")
+        mlflow.log_dict(result.model.schema_.to_dict(), "input_schema.json")
+        mlflow.log_artifacts(str(md), artifact_path="model")
+        result.run_id = run.info.run_id
+        result.version = None
+        if register:
+            progress("registering the model")
+            mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", card.name)
+            client = mlflow.MlflowClient()
+            client.set_registered_model_alias(card.name, CHALLENGER, mv.version)
+            result.version = int(mv.version)
+    return result
+
+
+def promote(name: str, version: int, alias: str = CHAMPION) -> None:
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    try:
+        client.get_model_version(name, str(version))
+    except Exception as exc:
+        raise HealthScoreError(
+            f"registered model {name!r} has no version {version} at {tracking_uri()} ({type(exc).__name__}); "
+            "list versions with `mlflow ui` or check --name / MLFLOW_TRACKING_URI."
+        ) from None
+    client.set_registered_model_alias(name, alias, str(version))
+
+
+def download_model(uri: str) -> Path:
+    """A local copy of ``models:/<name>@<alias>`` (or ``models:/<name>/<version>``)."""
+    mlflow = _mlflow()
+    dst = tempfile.mkdtemp(prefix="healthscore-model-")
+    try:
+        return Path(mlflow.artifacts.download_artifacts(uri, dst_path=dst))
+    except Exception as exc:
+        raise HealthScoreError(
+            f"could not resolve {uri!r} at {tracking_uri()} ({type(exc).__name__}: {str(exc)[:200]}); "
+            "check the name and alias, and MLFLOW_TRACKING_URI."
+        ) from None
