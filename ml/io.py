@@ -8,12 +8,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ml.errors import DataError
 
 _CSV = {".csv", ".txt"}
 _PARQUET = {".parquet", ".pq"}
+_CSV_CHUNK_ROWS = 100_000
 
 
 def _format(path: Path) -> str:
@@ -70,6 +72,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -83,9 +88,31 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         if fmt == "parquet":
             frame.to_parquet(tmp, index=False)
+        elif path.name.lower().endswith(".gz"):
+            frame.to_csv(tmp, index=False, compression="gzip")
         else:
-            frame.to_csv(tmp, index=False)
+            _to_csv(frame, tmp)
     return path
+
+
+def _to_csv(frame: pd.DataFrame, path: Path) -> None:
+    """``frame.to_csv(path, index=False)``, byte for byte, in about half the time for float columns.
+
+    For CSV, pandas turns float64 columns into text with numpy's ``astype(str)``, which is most of
+    the time of writing a score table. Given the same values as Python floats (object columns), the
+    csv writer formats each with ``float.__repr__``: the same shortest round-trip text ('0.1',
+    '100.0', '1e-05', 'inf'; NaN still becomes an empty field) at about half the cost. The floats are
+    made one block of rows at a time, so they never exist for the whole table at once.
+    """
+    floats = [j for j, dtype in enumerate(frame.dtypes) if dtype == np.float64]
+    if not floats:
+        frame.to_csv(path, index=False)
+        return
+    for start in range(0, max(len(frame), 1), _CSV_CHUNK_ROWS):
+        part = frame.iloc[start : start + _CSV_CHUNK_ROWS]
+        for j in floats:
+            part.isetitem(j, part.iloc[:, j].astype(object))
+        part.to_csv(path, index=False, header=start == 0, mode="w" if start == 0 else "a")
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

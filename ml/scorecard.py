@@ -39,9 +39,11 @@ def percentile_rank(values: np.ndarray, reference_sorted: np.ndarray) -> np.ndar
     n = len(reference_sorted)
     if n == 0:
         return np.full(len(values), np.nan)
-    lo = np.searchsorted(reference_sorted, values, side="left")
-    hi = np.searchsorted(reference_sorted, values, side="right")
-    out = (lo + hi) / (2.0 * n) * 100.0
+    # rank each distinct value once: searching sorted keys is several times faster than random ones
+    distinct, inverse = np.unique(values, return_inverse=True)
+    lo = np.searchsorted(reference_sorted, distinct, side="left")
+    hi = np.searchsorted(reference_sorted, distinct, side="right")
+    out = ((lo + hi) / (2.0 * n) * 100.0)[inverse].reshape(np.shape(values))
     return np.where(np.isnan(values), np.nan, out)
 
 
