@@ -10,10 +10,33 @@ from ml.generate import SyntheticData, generate_snapshots
 from ml.io import read_table, write_table
 from ml.scorecard import WeightedScorecard, assign_bands, percentile_rank, score_table
 
+
+def __getattr__(name: str):
+    # the heavier stages load on first use, so `import ml` (and scoring) stays fast
+    lazy = {
+        "HealthModel": "ml.model", "ScoreCalibrator": "ml.calibration", "train": "ml.pipeline",
+        "load_model": "ml.bundle", "save_model": "ml.bundle", "explain_customer": "ml.explain",
+        "build_report": "ml.report", "write_report": "ml.report", "HealthReport": "ml.report",
+    }
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module 'ml' has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Band",
+    "HealthModel",
+    "HealthReport",
+    "ScoreCalibrator",
+    "build_report",
+    "explain_customer",
+    "load_model",
+    "save_model",
+    "train",
+    "write_report",
     "Card",
     "CardError",
     "DataError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ MODEL_KEYS = (
 CALIBRATION_KEYS = ("method", "scale", "anchor_score", "pdo")
 DEFAULT_BAND_COLORS = ("#2e7d32", "#f9a825", "#c62828")  # green, yellow, red: highest band first
 DEFAULT_MODEL_NAME = "health-score"
+_COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$")
 
 
 def _allowed(keys: Iterable[str]) -> str:
@@ -362,6 +364,11 @@ def _parse_bands(raw: Any, bands_by: str) -> tuple[Band, ...]:
         if not 0 <= lo <= 100 or (hi is not None and not lo <= hi <= 100):
             raise CardError(f"{where}: need 0 <= min <= max <= 100, got min={lo:g}, max={hi}.")
         color = str(b.get("color") or _default_color(i, len(raw)))
+        if not _COLOR.match(color):
+            raise CardError(
+                f"{where}.color: {color!r} is not a colour; use a hex code like \"#2e7d32\" or a plain "
+                "colour name like green."
+            )
         bands.append(Band(name=str(b["name"]), min=lo, color=color, max=hi))
     names = [b.name for b in bands]
     dup = sorted({n for n in names if names.count(n) > 1})

@@ -25,6 +25,8 @@ from ml.weights import largest_remainder, nonnegative_logistic_weights, proposal
 
 PROPOSALS = ("shap", "gain", "linear")
 SHAP_ROWS = 20_000  # held-out rows used for mean |SHAP| (all of them when fewer)
+REFIT_SHAP_ROWS = 5_000  # ... and for each refit's shares (only their spread is used)
+LINEAR_ROWS = 50_000  # rows for the non-negative logistic fit (a 5-20 parameter model)
 EXTRA_FLAG_POINTS = 5
 
 
@@ -58,26 +60,28 @@ def propose_weights(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, X: p
     spec = card.model
     n_refits = spec.n_refits if n_refits is None else n_refits
     hold = _subsample(splits.holdout, SHAP_ROWS, spec.seed)
+    hold_refit = _subsample(hold, REFIT_SHAP_ROWS, spec.seed)
     fit_rows = np.concatenate([splits.train, splits.valid])
     card_idx = [i for i, f in enumerate(schema.features) if f.in_scorecard]
 
     shap_share = _shap_shares(model.booster_, X.iloc[hold])
     gain_share = shares(model.booster_.feature_importance("gain"))
     S_fit = model.scorecard_.subscores(frame.iloc[fit_rows]).to_numpy()
-    lin = nonnegative_logistic_weights(S_fit, y[fit_rows])
+    lin_rows = _subsample(np.arange(len(fit_rows)), LINEAR_ROWS, spec.seed)
+    lin = nonnegative_logistic_weights(S_fit[lin_rows], y[fit_rows][lin_rows])
     linear_share = np.zeros(len(schema.features))
     linear_share[card_idx] = shares(lin)
 
-    # intervals: refit on bootstrap resamples of the training customers (fixed number of rounds)
+    # intervals: refit on bootstrap resamples of the customers behind the point estimates (train +
+    # validation rows), each refit with the early-stopped model's number of trees
     rng = np.random.default_rng(spec.seed + 1)
     ids = frame[card.id_column].astype(str).to_numpy()
-    tr_codes, tr_uniques = pd.factorize(ids[splits.train])
+    tr_codes, tr_uniques = pd.factorize(ids[fit_rows])
     tr_rows_by_customer = np.argsort(tr_codes, kind="stable")
     counts = np.bincount(tr_codes, minlength=len(tr_uniques))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     params = {**model.params_, "metric": "none"}
     shap_runs, linear_runs = [], []
-    S_train = S_fit[: len(splits.train)]
     for r in range(n_refits):
         progress(f"refit {r + 1}/{n_refits}")
         pick = rng.integers(0, len(tr_uniques), len(tr_uniques))
@@ -85,12 +89,13 @@ def propose_weights(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, X: p
         reps = counts[pick]
         offs = np.repeat(starts[pick] - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps) + np.arange(reps.sum())
         local = tr_rows_by_customer[offs]
-        rows = splits.train[local]
+        rows = fit_rows[local]
         booster = model._train_booster(X, y, rows, None, {**params, "seed": spec.seed + 100 + r},
                                        num_boost_round=model.best_iteration_)
-        shap_runs.append(_shap_shares(booster, X.iloc[hold]))
+        shap_runs.append(_shap_shares(booster, X.iloc[hold_refit]))
+        lin_rows = _subsample(np.arange(len(local)), LINEAR_ROWS, spec.seed + r)
         lr = np.zeros(len(schema.features))
-        lr[card_idx] = shares(nonnegative_logistic_weights(S_train[local], y[rows]))
+        lr[card_idx] = shares(nonnegative_logistic_weights(S_fit[local[lin_rows]], y[rows[lin_rows]]))
         linear_runs.append(lr)
 
     def band(runs, q):
@@ -213,4 +218,5 @@ def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, 
                 write_model_plots(model, frame.iloc[hold], y[hold], metrics, tmp)
         result.model_dir = save_model(model, model_dir, extra_files=extra, before_manifest=hook,
                                       mlflow_example=frame.iloc[model.splits_.holdout[:3]] if mlflow_files else None)
+        model.model_dir_ = result.model_dir
     return result

@@ -15,22 +15,41 @@ import pandas as pd
 MAX_POINTS = 5000
 
 
-def _plt():
+class _Figures:
+    """The part of pyplot's interface these plots use, built on ``matplotlib.figure.Figure``: no
+    backend switch and no global state, so plotting here never disturbs a notebook's matplotlib."""
+
+    @staticmethod
+    def subplots(*args, **kwargs):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=kwargs.pop("figsize", None))
+        return fig, fig.subplots(*args, **kwargs)
+
+    @staticmethod
+    def close(fig) -> None:  # figures are not registered with pyplot: nothing to release
+        pass
+
+
+def _plt() -> _Figures:
+    return _Figures()
+
+
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "healthscore"}
+
+
+def save(fig, path, **kwargs) -> None:
+    """Save a figure with the package's settings (deterministic SVG ids, text kept as text)."""
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": "healthscore"})
-    return plt
+    with matplotlib.rc_context(_RC):
+        fig.savefig(path, bbox_inches="tight", **kwargs)
 
 
 def svg(fig) -> str:
-    """The figure as inline SVG text (no external references), then closed."""
-    plt = _plt()
+    """The figure as inline SVG text (no external references)."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
+    save(fig, buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.index("<svg"):]
 
@@ -94,20 +113,13 @@ def write_model_plots(model, frame: pd.DataFrame, y: np.ndarray, metrics: dict, 
     """reliability.png, shap_summary.png and plots/dependence_<indicator>.png under ``out_dir``."""
     from ml.explain import contributions, feature_labels
 
-    plt = _plt()
     out_dir = Path(out_dir)
-    fig = reliability_figure(metrics)
-    fig.savefig(out_dir / "reliability.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(reliability_figure(metrics), out_dir / "reliability.png", dpi=110)
     sample = frame.iloc[: MAX_POINTS] if len(frame) > MAX_POINTS else frame
     X = model.schema_.matrix(sample)
     contrib = contributions(model, X)
     labels = feature_labels(model)
-    fig = summary_figure(contrib.points, X, labels)
-    fig.savefig(out_dir / "shap_summary.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(summary_figure(contrib.points, X, labels), out_dir / "shap_summary.png", dpi=110)
     (out_dir / "plots").mkdir(exist_ok=True)
     for name, label in zip(model.schema_.names, labels, strict=True):
-        fig = dependence_figure(contrib.points[name], X[name], label)
-        fig.savefig(out_dir / "plots" / f"dependence_{name}.png", dpi=90, bbox_inches="tight")
-        plt.close(fig)
+        save(dependence_figure(contrib.points[name], X[name], label), out_dir / "plots" / f"dependence_{name}.png", dpi=90)

@@ -1,0 +1,598 @@
+"""``HealthReport``: one self-contained HTML file on a trained model and a table of snapshots.
+
+``build_report(model, frame)`` computes everything once (``cached_property``) and renders it as HTML
+(``to_html``) or as a JSON summary (``to_json``). The HTML opens offline: CSS inline, charts as
+inline SVG, no scripts, no external requests (a Content-Security-Policy forbids them), rendered from
+the jinja2 templates in ``ml/templates`` with autoescaping on. The only markup that is not escaped
+is the SVG this module draws itself (:func:`_svg`); every customer-provided string (ids, category
+values, driver text) reaches the page escaped, in HTML by jinja2 and in the SVG by matplotlib.
+
+Sections: overview; portfolio by band (model vs manual card); manual vs proposed weights (from the
+model directory's ``weights.csv``); what each score means (reliability and churn per band from
+``metrics.json``, health score -> churn probability); at-risk customers and their top drivers; why
+they are at risk (a waterfall of each customer's points, beside the manual card's breakdown).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from ml.errors import DataError, warn
+
+SECTIONS = (
+    ("overview", "Overview"),
+    ("bands", "Portfolio by band"),
+    ("weights", "Manual vs proposed weights"),
+    ("meaning", "What each score means"),
+    ("at-risk", "At-risk customers"),
+    ("why", "Why at risk"),
+)
+MAX_AT_RISK = 50  # rows of the at-risk table
+MIN_AT_RISK = 10  # topped up with the next riskiest customers when the lowest band holds fewer
+MAX_EXPLAINED = 10  # customers with a waterfall
+WATERFALL_STEPS = 8  # largest contributions drawn; the rest are grouped as "other"
+HEALTH_SCORES = (90, 80, 70, 60, 50, 40)
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+SCORER_NAMES = {"manual": "Manual card", "card_shap": "Card, SHAP weights", "card_gain": "Card, gain weights",
+                "card_linear": "Card, linear weights", "model": "Model"}
+_FALLBACK_COLOR = "#757575"
+_NEG, _POS, _NEUTRAL = "#c62828", "#2e7d32", "#78909c"
+_MODEL_BLUE, _MANUAL_ORANGE, _LINEAR_GREEN = "#1565c0", "#ef6c00", "#558b2f"
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+def _finite(x: Any) -> float | None:
+    """``x`` as a float, or None when missing / not finite."""
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _num(x: Any, digits: int = 1) -> str:
+    v = _finite(x)
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    v = _finite(x)
+    return "–" if v is None else f"{v:.{digits}%}"
+
+
+def _points(x: Any) -> str:
+    v = _finite(x)
+    if v is None:
+        return "–"
+    v = round(v, 1) or 0.0  # no "-0.0"
+    return f"{v:+.1f}"
+
+
+def _value_text(v: Any, limit: int = 40) -> str:
+    """An indicator value as short text: 'missing', 'yes'/'no', 3 significant digits, or the string."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "missing"
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return f"{int(v):,}"
+    if isinstance(v, float | np.floating):
+        return f"{float(v):.3g}"
+    s = str(v)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _mpl_text(s: str) -> str:
+    """Text for a matplotlib label: ``$`` would start mathtext (and fail on customer data)."""
+    return str(s).replace("$", r"\$")
+
+
+def _jsonable(o: Any) -> Any:
+    """Nested data with numpy scalars as Python ones and NaN/inf as None (strict JSON)."""
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.bool_ | bool):
+        return bool(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, float | np.floating):
+        return _finite(o)
+    if isinstance(o, pd.Timestamp | dt.date):
+        return str(o.date() if isinstance(o, pd.Timestamp) else o)
+    if o is pd.NaT or o is pd.NA:
+        return None
+    return o
+
+
+def _band_colors(card) -> dict[str, str]:
+    """Each band's colour from the card, normalised to #rrggbb (the colour goes into a style attribute
+    and into matplotlib, so it must be a real colour, not arbitrary text)."""
+    from matplotlib.colors import to_hex
+
+    out = {}
+    for b in card.bands:
+        try:
+            out[b.name] = to_hex(b.color)
+        except ValueError:
+            warn(f"band {b.name!r}: color {b.color!r} is not a colour matplotlib knows; the report draws it "
+                 f"in grey. Use a hex colour like '#2e7d32' or a CSS colour name.")
+            out[b.name] = _FALLBACK_COLOR
+    return out
+
+
+# ---- SVG -------------------------------------------------------------------------------------------
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
+_ID = re.compile(r'\bid="([^"]+)"')
+
+
+def _svg(fig, prefix: str) -> Markup:
+    """Our own figure as inline SVG markup: metadata dropped, every id prefixed so that several SVGs
+    in one page never share an id. The only place in the report where markup bypasses escaping:
+    matplotlib escapes the text it writes (labels may hold customer data)."""
+    from ml.plots import svg
+
+    text = _METADATA.sub("", svg(fig), count=1)
+    ids = sorted(set(_ID.findall(text)), key=len, reverse=True)
+    if ids:
+        pattern = re.compile(r'(id="|#)(' + "|".join(map(re.escape, ids)) + r')(?=["\)])')
+        text = pattern.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
+    text = text.replace("<svg ", f'<svg role="img" aria-labelledby="{prefix}-caption" ', 1)
+    return Markup(text)
+
+
+def band_distribution_figure(counts: pd.DataFrame, colors: dict[str, str]):
+    """Grouped bars per band: the model (solid) and the manual card (hatched), in the band's colour.
+    ``counts`` has one row per band and the columns ``model`` and ``manual``."""
+    from matplotlib.patches import Patch
+
+    from ml.plots import _plt
+
+    plt = _plt()
+    bands = list(counts.index)
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    x = np.arange(len(bands))
+    w = 0.38
+    total = {k: max(int(counts[k].sum()), 1) for k in ("model", "manual")}
+    for off, key, hatch, alpha in ((-w / 2, "model", None, 1.0), (w / 2, "manual", "///", 0.45)):
+        vals = counts[key].to_numpy()
+        cols = [colors.get(b, _FALLBACK_COLOR) for b in bands]
+        bars = ax.bar(x + off, vals, w * 0.95, color=cols, alpha=alpha, hatch=hatch,
+                      edgecolor=cols if hatch is None else "#424242", linewidth=0.6)
+        for rect, v in zip(bars, vals, strict=True):
+            ax.annotate(f"{int(v):,}\n{v / total[key]:.0%}", (rect.get_x() + rect.get_width() / 2, rect.get_height()),
+                        ha="center", va="bottom", fontsize=7.5, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(x, [_mpl_text(b) for b in bands])
+    ax.set_ylabel("customers")
+    ax.set_ylim(0, max(1, counts.to_numpy().max()) * 1.2)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(handles=[Patch(facecolor="#9e9e9e", label="model"),
+                       Patch(facecolor="#e0e0e0", hatch="///", edgecolor="#424242", label="manual card")],
+              frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
+    return fig
+
+
+def weights_figure(weights: pd.DataFrame, labels: dict[str, str]):
+    """Horizontal bars per indicator: manual weight, mean |SHAP| share and best linear weights (points
+    out of 100), with the refits' 90 % intervals as error bars."""
+    from ml.plots import _plt
+
+    plt = _plt()
+    w = weights.iloc[::-1].reset_index(drop=True)  # first indicator on top
+    n = len(w)
+    fig, ax = plt.subplots(figsize=(6.8, 0.42 * n + 1.1))
+    y = np.arange(n)
+    h = 0.27
+
+    def interval(lo_col, hi_col, mask):
+        lo = pd.to_numeric(w[lo_col], errors="coerce").to_numpy(float)
+        hi = pd.to_numeric(w[hi_col], errors="coerce").to_numpy(float)
+        ok = mask & ~np.isnan(lo) & ~np.isnan(hi)
+        return ok, (lo + hi) / 2, (hi - lo) / 2
+
+    in_card = w["in_scorecard"].astype(bool).to_numpy()
+    ax.barh(y + h, w["manual"].astype(float), h, color="#9e9e9e", label="manual")
+    ax.barh(y, w["shap"].astype(float), h, color=_MODEL_BLUE, label="SHAP share")
+    ok, mid, half = interval("shap_low", "shap_high", np.ones(n, bool))
+    if ok.any():
+        ax.errorbar(mid[ok], y[ok], xerr=half[ok], fmt="none", ecolor="#0d2b52", elinewidth=1, capsize=2.5)
+    lin = np.where(in_card, w["linear"].astype(float), np.nan)
+    ax.barh(y - h, lin, h, color=_LINEAR_GREEN, label="linear (card indicators)")
+    ok, mid, half = interval("linear_low", "linear_high", in_card)
+    if ok.any():
+        ax.errorbar(mid[ok], y[ok] - h, xerr=half[ok], fmt="none", ecolor="#2b4a10", elinewidth=1, capsize=2.5)
+    names = [labels.get(str(i), str(i)) + ("" if c else " (extra)") for i, c in zip(w["indicator"], in_card, strict=True)]
+    ax.set_yticks(y, [_mpl_text(s) for s in names])
+    ax.set_xlabel("points out of 100 (bars: 90 % interval over refits)")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, loc="lower right")
+    ax.set_ylim(-0.6, n - 0.4)
+    return fig
+
+
+def churn_by_band_figure(ranking: dict, band_order: list[str], colors: dict[str, str]):
+    """Observed churn rate per band on held-out rows: the model (solid) and the manual card (hatched)."""
+    from ml.plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    x = np.arange(len(band_order))
+    w = 0.38
+    top = 0.0
+    for off, key, hatch, alpha in ((-w / 2, "model", None, 1.0), (w / 2, "manual", "///", 0.45)):
+        if key not in ranking:
+            continue
+        rates = [_finite(ranking[key]["churn_rate_by_band"].get(b)) for b in band_order]
+        rows = ranking[key].get("rows_by_band", {})
+        cols = [colors.get(b, _FALLBACK_COLOR) for b in band_order]
+        vals = [0.0 if r is None else r for r in rates]
+        ax.bar(x + off, vals, w * 0.95, color=cols, alpha=alpha, hatch=hatch,
+               edgecolor=cols if hatch is None else "#424242", linewidth=0.6,
+               label="model" if key == "model" else "manual card")
+        for xi, r, b in zip(x + off, rates, band_order, strict=True):
+            txt = "no rows" if r is None else f"{r:.0%}\n(n={rows.get(b, 0):,})"
+            ax.annotate(txt, (xi, 0 if r is None else r), ha="center", va="bottom", fontsize=7,
+                        xytext=(0, 2), textcoords="offset points")
+        top = max([top, *vals])
+    ax.set_xticks(x, [_mpl_text(b) for b in band_order])
+    ax.set_ylim(0, max(top * 1.3, 0.05))
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.set(ylabel="observed churn rate", title="Churn within the horizon, per band (held-out rows)")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, loc="upper left")
+    return fig
+
+
+def waterfall_figure(explanation: dict, steps: int = WATERFALL_STEPS, band_colors: dict[str, str] | None = None):
+    """One customer's health score built up from the model's base score: the ``steps`` largest
+    contributions (health points), the rest grouped as "other", then the score. ``explanation`` is
+    :func:`ml.explain.explain_customer`'s result."""
+    from ml.plots import _plt
+
+    plt = _plt()
+    items = sorted(explanation["contributions"], key=lambda d: -abs(d["points"]))
+    top, rest = items[:steps], items[steps:]
+    rows = [(f"{it['label']} = {_value_text(it['value'])}", float(it["points"])) for it in top]
+    if rest:
+        rows.append((f"other ({len(rest)} indicators)", float(sum(it["points"] for it in rest))))
+    base, score = float(explanation["base_score"]), float(explanation["health_score"])
+    labels = ["base score (portfolio average)", *[r[0] for r in rows], "health score"]
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(5.0, 0.27 * n + 0.8))
+    y = np.arange(n)[::-1]
+    final_color = (band_colors or {}).get(explanation.get("band"), _MODEL_BLUE)
+    ax.barh(y[0], base, 0.6, color=_NEUTRAL)
+    ax.annotate(f"{base:.1f}", (base, y[0]), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7.5)
+    running = base
+    for i, (_, pts) in enumerate(rows, start=1):
+        left = running + min(pts, 0.0)
+        ax.barh(y[i], abs(pts), 0.6, left=left, color=_NEG if pts < 0 else _POS)
+        ax.plot([running, running], [y[i - 1] - 0.3, y[i] + 0.3], color="#9e9e9e", lw=0.6)
+        end = running + pts
+        ax.annotate(_points(pts), (max(running, end), y[i]), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=7.5)
+        running = end
+    ax.plot([running, running], [y[-2] - 0.3, y[-1] + 0.3], color="#9e9e9e", lw=0.6)
+    ax.barh(y[-1], score, 0.6, color=final_color)
+    ax.annotate(f"{score:.1f}", (score, y[-1]), xytext=(3, 0), textcoords="offset points", va="center",
+                fontsize=7.5, fontweight="bold")
+    ax.set_yticks(y, [_mpl_text(s) for s in labels])
+    lo = min(base, score, *np.cumsum([base] + [r[1] for r in rows]))
+    ax.set_xlim(max(0.0, lo - 12), min(100.0, max(base, score) + 8) if max(base, score) < 95 else 104)
+    ax.set_xlabel("health points")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+# ---- the report ------------------------------------------------------------------------------------
+class HealthReport:
+    """Everything in the report, computed once from ``model`` and ``frame``; render with
+    :meth:`to_html` or :meth:`to_json`.
+
+    ``frame`` holds snapshots to score (the label is not needed). With a date column, each customer's
+    latest snapshot is scored. ``model_dir`` (default: the directory the model was loaded from) is
+    where ``weights.csv`` and ``metrics.json`` are read; sections that need them are skipped without.
+    """
+
+    def __init__(self, model, frame: pd.DataFrame, *, model_dir: str | os.PathLike | None = None,
+                 max_at_risk: int = MAX_AT_RISK, max_explained: int = MAX_EXPLAINED):
+        model._check_fitted()
+        card = model.card
+        if card.id_column not in frame.columns:
+            raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
+        if len(frame) == 0:
+            raise DataError("the data has no rows; the report needs at least one snapshot to score.")
+        self.model = model
+        self.frame = frame
+        d = model_dir if model_dir is not None else getattr(model, "model_dir_", None)
+        self.model_dir = None if d is None else Path(d)
+        self.max_at_risk = max_at_risk
+        self.max_explained = max_explained
+
+    # ---- data ----------------------------------------------------------------------------------
+    @property
+    def card(self):
+        return self.model.card
+
+    @cached_property
+    def _date_column(self) -> str | None:
+        c = self.card.date_column
+        return c if c and c in self.frame.columns else None
+
+    @cached_property
+    def dates(self) -> pd.Series | None:
+        if self._date_column is None:
+            return None
+        return pd.to_datetime(self.frame[self._date_column], errors="coerce")
+
+    @cached_property
+    def latest(self) -> pd.DataFrame:
+        """One row per customer: the latest snapshot (the last row when there is no date column)."""
+        f = self.frame
+        if self.dates is not None:
+            order = np.argsort(self.dates.to_numpy(), kind="stable")  # NaT sorts last...
+            nat = self.dates.isna().to_numpy()[order]
+            order = np.concatenate([order[nat], order[~nat]])  # ...so put it first: never "latest"
+            f = f.iloc[order]
+        return f.drop_duplicates(self.card.id_column, keep="last").reset_index(drop=True)
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        """``model.predict`` on the latest snapshots, riskiest first."""
+        pred = self.model.predict(self.latest, drivers=3)
+        return pred.sort_values("churn_probability", ascending=False, kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def colors(self) -> dict[str, str]:
+        return _band_colors(self.card)
+
+    @cached_property
+    def labels(self) -> dict[str, str]:
+        from ml.explain import feature_labels
+
+        return dict(zip(self.model.schema_.names, feature_labels(self.model), strict=True))
+
+    @cached_property
+    def band_counts(self) -> pd.DataFrame:
+        order = [b.name for b in self.card.bands]
+        p = self.predictions
+        return pd.DataFrame({
+            "model": pd.Series(np.asarray(p["band"], dtype=object)).value_counts().reindex(order, fill_value=0),
+            "manual": pd.Series(np.asarray(p["manual_band"], dtype=object)).value_counts().reindex(order, fill_value=0),
+        }).astype(int)
+
+    def _read_model_file(self, name: str):
+        if self.model_dir is None or not (self.model_dir / name).exists():
+            return None
+        path = self.model_dir / name
+        if name.endswith(".json"):
+            return json.loads(path.read_text(encoding="utf-8"))
+        table = pd.read_csv(path, dtype={"flag": str, "direction_check": str, "direction": str})
+        for col in ("flag", "direction_check", "direction"):
+            if col in table:
+                table[col] = table[col].fillna("")
+        return table
+
+    @cached_property
+    def weights(self) -> pd.DataFrame | None:
+        """``weights.csv`` of the model directory, or None."""
+        return self._read_model_file("weights.csv")
+
+    @cached_property
+    def metrics(self) -> dict | None:
+        """``metrics.json`` of the model directory, or None."""
+        return self._read_model_file("metrics.json")
+
+    @cached_property
+    def health_table(self) -> list[dict]:
+        """What a health score means: P(churn) at 90, 80, ... for the model, and the manual card's."""
+        from ml.calibration import health_to_probability
+        from ml.scorecard import assign_bands
+
+        cal = self.card.calibration
+        h = np.array(HEALTH_SCORES, float)
+        p = health_to_probability(h, cal.scale, base_rate=self.model.base_rate_, anchor=cal.anchor_score, pdo=cal.pdo)
+        manual_p = self.model.manual_calibrator_.predict_proba(-h)
+        bands = assign_bands(h, self.card.bands, self.model.band_cuts_)
+        mbands = assign_bands(h, self.card.bands, self.model.scorecard_.band_cuts_)
+        return [{"health": int(s), "probability": float(pp), "band": None if pd.isna(b) else str(b),
+                 "manual_probability": float(mp), "manual_band": None if pd.isna(mb) else str(mb)}
+                for s, pp, b, mp, mb in zip(h, p, bands, manual_p, mbands, strict=True)]
+
+    @cached_property
+    def lowest_band(self) -> str:
+        return self.card.bands[-1].name
+
+    @cached_property
+    def at_risk(self) -> pd.DataFrame:
+        """Customers in the lowest band, riskiest first (at most ``max_at_risk``); topped up to
+        ``MIN_AT_RISK`` with the next riskiest customers when the lowest band holds fewer."""
+        p = self.predictions
+        low = p[np.asarray(p["band"], dtype=object) == self.lowest_band]
+        target = min(self.max_at_risk, max(len(low), MIN_AT_RISK))
+        if len(low) >= target:
+            out = low.head(target)
+        else:
+            others = p.drop(index=low.index).head(target - len(low))
+            out = pd.concat([low, others]).sort_values("churn_probability", ascending=False, kind="stable")
+        return out.reset_index(drop=True)
+
+    @cached_property
+    def explanations(self) -> list[dict]:
+        """``explain_customer`` for the riskiest ``max_explained`` customers of the at-risk table."""
+        from ml.explain import explain_customer
+
+        ids = self.at_risk[self.card.id_column].head(self.max_explained)
+        return [explain_customer(self.model, self.latest, cid) for cid in ids]
+
+    # ---- views -----------------------------------------------------------------------------------
+    @cached_property
+    def overview(self) -> dict[str, Any]:
+        card, model = self.card, self.model
+        ids = self.frame[card.id_column]
+        out: dict[str, Any] = {
+            "card": card.name,
+            "model_dir": None if self.model_dir is None else str(self.model_dir),
+            "rows": len(self.frame),
+            "customers": int(ids.nunique()),
+            "date_column": self._date_column,
+            "first_date": None, "last_date": None, "snapshot_dates": None, "stale_customers": 0,
+            "trained_rows": getattr(model, "n_rows_", None),
+            "calibration": model.calibrator_.to_dict().get("method"),
+            "scale": card.calibration.scale,
+            "base_rate": float(model.base_rate_),
+            "horizon_days": card.horizon_days,
+            "lowest_band": self.lowest_band,
+            "in_lowest_band": int(self.band_counts.loc[self.lowest_band, "model"]),
+            "versions": getattr(model, "versions_", {}) or {},
+            "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        if self.dates is not None and self.dates.notna().any():
+            d = self.dates
+            last = d.max()
+            latest = pd.to_datetime(self.latest[self._date_column], errors="coerce")
+            out.update(first_date=str(d.min().date()), last_date=str(last.date()),
+                       snapshot_dates=int(d.nunique()), stale_customers=int((latest < last).sum()))
+        out["holdout"] = (self.metrics or {}).get("holdout")
+        return out
+
+    @cached_property
+    def weight_rows(self) -> list[dict] | None:
+        w = self.weights
+        if w is None:
+            return None
+        rows = []
+        for r in w.to_dict(orient="records"):
+            in_card = bool(r.get("in_scorecard"))
+            rows.append({
+                "indicator": r["indicator"], "label": self.labels.get(r["indicator"], r["indicator"]),
+                "column": r.get("column", ""), "in_scorecard": in_card, "manual": _finite(r.get("manual")),
+                "shap": _finite(r.get("shap")), "shap_low": _finite(r.get("shap_low")),
+                "shap_high": _finite(r.get("shap_high")), "gain": _finite(r.get("gain")),
+                "linear": _finite(r.get("linear")) if in_card else None,
+                "linear_low": _finite(r.get("linear_low")) if in_card else None,
+                "linear_high": _finite(r.get("linear_high")) if in_card else None,
+                "direction": r.get("direction", ""), "direction_check": r.get("direction_check", ""),
+                "constrained": bool(r.get("constrained", False)), "flag": r.get("flag", ""),
+            })
+        return rows
+
+    @cached_property
+    def ranking_rows(self) -> list[dict]:
+        if not self.metrics or "ranking" not in self.metrics:
+            return []
+        order = [b.name for b in self.card.bands]
+        return [{"key": k, "name": SCORER_NAMES.get(k, k), "roc_auc": m.get("roc_auc"),
+                 "lift": m.get("top_decile_lift"), "capture": m.get("at_risk_capture"),
+                 "bands": [{"band": b, "rate": m["churn_rate_by_band"].get(b), "rows": m.get("rows_by_band", {}).get(b, 0)}
+                           for b in order]}
+                for k, m in self.metrics["ranking"].items()]
+
+    @cached_property
+    def at_risk_rows(self) -> list[dict]:
+        card = self.card
+        out = []
+        for r in self.at_risk.to_dict(orient="records"):
+            drivers = [r[c] for c in ("driver_1", "driver_2", "driver_3") if isinstance(r.get(c), str) and r.get(c)]
+            date = r.get(self._date_column) if self._date_column else None
+            out.append({
+                "customer_id": str(r[card.id_column]),
+                "date": None if date is None or pd.isna(date) else str(pd.Timestamp(date).date()),
+                "health_score": _finite(r["health_score"]), "band": None if pd.isna(r["band"]) else str(r["band"]),
+                "churn_probability": _finite(r["churn_probability"]),
+                "manual_score": _finite(r["manual_score"]),
+                "manual_band": None if pd.isna(r["manual_band"]) else str(r["manual_band"]),
+                "manual_churn_probability": _finite(r["manual_churn_probability"]),
+                "drivers": drivers,
+            })
+        return out
+
+    @cached_property
+    def charts(self) -> dict[str, Any]:
+        """Inline SVG per chart (``why`` is a list, one per explained customer)."""
+        order = [b.name for b in self.card.bands]
+        charts: dict[str, Any] = {"bands": _svg(band_distribution_figure(self.band_counts, self.colors), "svg-bands")}
+        if self.weights is not None and len(self.weights):
+            charts["weights"] = _svg(weights_figure(self.weights, self.labels), "svg-weights")
+        cal = (self.metrics or {}).get("calibration", {})
+        if all(k in cal and "reliability" in cal[k] for k in ("model", "manual")):
+            from ml.plots import reliability_figure
+
+            charts["reliability"] = _svg(reliability_figure(self.metrics), "svg-reliability")
+        if (self.metrics or {}).get("ranking"):
+            charts["churn_by_band"] = _svg(churn_by_band_figure(self.metrics["ranking"], order, self.colors),
+                                           "svg-churn-by-band")
+        charts["why"] = [_svg(waterfall_figure(e, band_colors=self.colors), f"svg-why-{i}")
+                         for i, e in enumerate(self.explanations)]
+        return charts
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """The report's content as JSON-ready data (no charts)."""
+        cal = (self.metrics or {}).get("calibration", {})
+        return _jsonable({
+            "overview": self.overview,
+            "bands": {k: self.band_counts[k].to_dict() for k in ("model", "manual")},
+            "weights": self.weight_rows,
+            "calibration": {k: {"ece": cal[k].get("ece"), "brier": cal[k].get("brier")}
+                            for k in ("model", "manual") if k in cal} or None,
+            "ranking": self.ranking_rows or None,
+            "health_to_probability": self.health_table,
+            "at_risk": self.at_risk_rows,
+            "explained": [{"customer_id": e["customer_id"], "health_score": e["health_score"],
+                           "base_score": e["base_score"],
+                           "contributions": [{"indicator": c["indicator"], "points": c["points"]}
+                                             for c in e["contributions"]]}
+                          for e in self.explanations],
+        })
+
+    # ---- rendering -------------------------------------------------------------------------------
+    def to_html(self) -> str:
+        return _env().get_template("report.html.j2").render(
+            r=self, o=self.overview, card=self.card, sections=SECTIONS, csp=CSP, colors=self.colors,
+            band_order=[b.name for b in self.card.bands], charts=self.charts,
+            why=list(zip(self.explanations, self.charts["why"], strict=True)),
+        )
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.summary, indent=indent, allow_nan=False)
+
+
+@lru_cache(maxsize=1)
+def _env():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=PackageLoader("ml", "templates"), autoescape=select_autoescape(default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(num=_num, pct=_pct, points=_points, value=_value_text)
+    return env
+
+
+def build_report(model, frame: pd.DataFrame, *, model_dir: str | os.PathLike | None = None) -> HealthReport:
+    """The report on ``frame`` (snapshots; each customer's latest is scored) for a fitted ``model``."""
+    return HealthReport(model, frame, model_dir=model_dir)
+
+
+def write_report(model, frame: pd.DataFrame, out_path: str | os.PathLike, *,
+                 model_dir: str | os.PathLike | None = None) -> HealthReport:
+    """Build the report and write its HTML to ``out_path`` atomically; returns the report (its
+    ``summary`` serves the CLI's one-line output)."""
+    from ml.io import write_text
+
+    report = build_report(model, frame, model_dir=model_dir)
+    write_text(report.to_html(), out_path)
+    return report
