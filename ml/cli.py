@@ -77,7 +77,8 @@ DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv o
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # wide enough for the weight and metric tables when the output is not a terminal
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 @app.command()
@@ -152,26 +153,92 @@ def _print_band_summary(table, card, title: str = "Band summary (manual card)") 
 @app.command()
 @boundary
 def demo(
-    customers: Annotated[int, typer.Option("--customers", "-n", min=50, help="Customers to generate.")] = 2000,
-    months: Annotated[int, typer.Option("--months", "-m", min=2, help="Months of snapshots.")] = 12,
-    seed: Annotated[int, typer.Option("--seed", "-s")] = 0,
+    customers: Annotated[int, typer.Option("--customers", "-n", min=200, help="Customers to generate.")] = 2000,
+    months: Annotated[int, typer.Option("--months", min=3, help="Months of snapshots.")] = 12,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed.")] = 0,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Card (default: the built-in default card).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the demo writes its files.")] = Path("demo_output"),
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the demo writes its files.")] = Path("models"),
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the training to MLflow.")] = True,
 ) -> None:
-    """The main job on built-in synthetic data: generate, score with the default card, summarise."""
+    """The whole job on built-in synthetic data: generate, score with the manual card, train (an MLflow
+    run), calibrate, explain and write the report."""
     from ml.card import load_card
     from ml.generate import generate_snapshots
     from ml.io import write_table
     from ml.scorecard import score_table
 
     card = load_card(config or default_card_path())
-    data = generate_snapshots(customers, months, seed=seed, horizon_days=card.horizon_days)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(data.frame, out_dir / "snapshots.csv")
-    table = score_table(card, data.frame)
-    write_table(table, out_dir / "scores.csv")
-    typer.echo(f"generated {len(data.frame):,} snapshots of {customers:,} customers -> {out_dir / 'snapshots.csv'}")
-    _print_band_summary(table, card)
+    model_dir = out_dir / "demo"
+    with _progress() as step:
+        step("generating synthetic snapshots")
+        data = generate_snapshots(customers, months, seed=seed, horizon_days=card.horizon_days)
+        write_table(data.frame, out_dir / "demo-snapshots.csv")
+        step("scoring with the manual card")
+        manual = score_table(card, data.frame)
+        write_table(manual, out_dir / "demo-manual-scores.csv")
+    typer.echo(f"generated {len(data.frame):,} snapshots of {customers:,} customers -> {out_dir / 'demo-snapshots.csv'}")
+    _print_band_summary(manual, card)
+    with _progress() as step:
+        if track:
+            from ml.tracking import tracked_training, tracking_uri
+
+            result = tracked_training(card, data.frame, model_dir, data_path=out_dir / "demo-snapshots.csv",
+                                      progress=step)
+        else:
+            from ml.pipeline import train as train_model
+
+            result = train_model(card, data.frame, model_dir, progress=step)
+        step("scoring and explaining the latest snapshot")
+        latest = _latest_snapshots(data.frame, card)
+        preds = result.model.predict(latest)
+        write_table(preds, out_dir / "demo-predictions.csv")
+        step("writing the report")
+        from ml.bundle import load_model
+        from ml.report import write_report
+
+        report_path = out_dir / "demo-report.html"
+        write_report(load_model(model_dir), latest, report_path)
+    _print_weights(result.weights)
+    _print_metrics(result.metrics, card)
+    _print_band_summary(preds, card, title="Latest snapshot: band summary (model)")
+    typer.echo("")
+    typer.echo(f"report:      {report_path}")
+    typer.echo(f"model:       {model_dir}")
+    typer.echo(f"predictions: {out_dir / 'demo-predictions.csv'}")
+    if track:
+        typer.echo(f"MLflow run {result.run_id}: registered {card.name} version {result.version} as @challenger")
+        typer.echo(f"browse runs: mlflow ui --backend-store-uri {tracking_uri()}")
+
+
+def _latest_snapshots(frame, card):
+    """Each customer's latest snapshot (all rows when the card has no date column)."""
+    if not card.date_column:
+        return frame
+    import pandas as pd
+
+    d = pd.to_datetime(frame[card.date_column])
+    return frame.loc[d.eq(d.groupby(frame[card.id_column]).transform("max"))].reset_index(drop=True)
+
+
+@app.command()
+@boundary
+def report(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model directory, or models:/<name>@<alias>.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the HTML report.")] = Path("report.html"),
+    latest: Annotated[bool, typer.Option("--latest/--all-rows", help="Report each customer's latest snapshot only.")] = True,
+) -> None:
+    """A self-contained HTML report for CS leads: bands, weights, what scores mean, why customers are at risk."""
+    from ml.io import read_table
+    from ml.report import write_report
+
+    m = _load_model(model)
+    frame = read_table(data)
+    if latest:
+        frame = _latest_snapshots(frame, m.card)
+    write_report(m, frame, out)
+    typer.echo(f"report written to {out}")
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model directory, or models:/<name>@<alias>.")]
@@ -225,8 +292,9 @@ class _progress:
     def __enter__(self):
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        console = _console()
         self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                           console=_console(), transient=True)
+                           console=console, transient=True, disable=not console.is_terminal)
         self._p.__enter__()
         self._task = self._p.add_task("starting", total=None)
         return lambda text: self._p.update(self._task, description=text)
@@ -340,7 +408,7 @@ def explain(
     frame = read_table(data)
     result = explain_customer(m, frame, customer)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
+        typer.echo(json.dumps(result, indent=2, default=str, allow_nan=False))
         return
     _print_explanation(result, m.card)
 
@@ -383,14 +451,15 @@ def promote(
     alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "champion",
 ) -> None:
     """Move the `champion` alias (or --alias) to a registered model version."""
-    from ml.tracking import promote as promote_version, tracking_uri
+    from ml.tracking import promote as promote_version
+    from ml.tracking import tracking_uri
 
     promote_version(name, version, alias)
     typer.echo(f"{name}@{alias} -> version {version} ({tracking_uri()})")
 
 
 def default_card_path() -> Path:
-    """The default card: ``configs/default.yaml`` in a checkout, else the copy shipped in the package."""
+    """The default card shipped in the package (``ml/data/default.yaml``, a link to ``configs/default.yaml``)."""
     from importlib.resources import files
 
     return Path(str(files("ml") / "data" / "default.yaml"))

@@ -205,11 +205,15 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
         v = row[column].iloc[0]
         if pd.isna(v):
             return None
-        return v.item() if hasattr(v, "item") else (str(v) if not isinstance(v, int | float | bool) else v)
+        v = v.item() if hasattr(v, "item") else v
+        return v if isinstance(v, int | float | bool) else str(v)
+
+    def finite(v) -> float | None:  # JSON has no NaN: a missing number is null
+        return float(v) if v is not None and np.isfinite(v) else None
 
     items = [
         {"indicator": name, "label": label, "value": value_of(name, f.column),
-         "points": float(contrib.points[name].iloc[0]), "log_odds": float(contrib.log_odds[0, j])}
+         "points": finite(contrib.points[name].iloc[0]), "log_odds": finite(contrib.log_odds[0, j])}
         for j, (name, label, f) in enumerate(zip(model.schema_.names, labels, model.schema_.features, strict=True))
     ]
     items.sort(key=lambda d: d["points"])
@@ -217,10 +221,10 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
     manual_score = float(mc.score[0])
     manual_items = [
         {"indicator": ind.name, "label": ind.label, "value": value_of(ind.name, ind.column),
-         "points": float(mc.points[ind.name].iloc[0])}
+         "points": finite(mc.points[ind.name].iloc[0])}
         for ind in card.indicators
     ]
-    manual_items.sort(key=lambda d: d["points"])
+    manual_items.sort(key=lambda d: (d["points"] is None, d["points"] or 0.0))
     band = assign_bands(np.array([health]), card.bands, model.band_cuts_)[0]
     mband = assign_bands(np.array([manual_score]), card.bands, model.scorecard_.band_cuts_)[0]
     mp = None if np.isnan(manual_score) else float(model.manual_calibrator_.predict_proba(np.array([-manual_score]))[0])

@@ -139,11 +139,16 @@ def promote(name: str, version: int, alias: str = CHAMPION) -> None:
 
 def download_model(uri: str) -> Path:
     """A local copy of ``models:/<name>@<alias>`` (or ``models:/<name>/<version>``)."""
+    import atexit
+    import shutil
+
     mlflow = _mlflow()
     dst = tempfile.mkdtemp(prefix="healthscore-model-")
+    atexit.register(shutil.rmtree, dst, True)  # the copy lives as long as this process
     try:
         return Path(mlflow.artifacts.download_artifacts(uri, dst_path=dst))
     except Exception as exc:
+        shutil.rmtree(dst, ignore_errors=True)
         raise HealthScoreError(
             f"could not resolve {uri!r} at {tracking_uri()} ({type(exc).__name__}: {str(exc)[:200]}); "
             "check the name and alias, and MLFLOW_TRACKING_URI."

@@ -89,3 +89,19 @@ def generated() -> SyntheticData:
 @pytest.fixture(scope="session")
 def configs_dir() -> Path:
     return REPO / "configs"
+
+
+@pytest.fixture(scope="session")
+def default_card_raw(configs_dir) -> Callable[..., dict[str, Any]]:
+    """Factory: ``default_card_raw()`` returns a fresh (deep-copied) mapping of configs/default.yaml,
+    safe to edit before ``parse_card``."""
+    import yaml
+
+    raw = yaml.safe_load((configs_dir / "default.yaml").read_text(encoding="utf-8"))
+    return lambda: copy.deepcopy(raw)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """tests/data: small public datasets copied unchanged, each with its SOURCE.md."""
+    return REPO / "tests" / "data"

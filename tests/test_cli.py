@@ -165,17 +165,29 @@ def test_score_warnings_are_one_line_each(runner, tmp_path, worked, worked_frame
 
 
 # ---- demo ---------------------------------------------------------------------------------------
-def test_demo(runner, tmp_path):
-    out_dir = tmp_path / "demo"
-    result = _invoke(runner, "demo", "--out-dir", out_dir, "--customers", 60, "--months", 3)
-    assert result.exit_code == 0, result.output
+@pytest.mark.filterwarnings("ignore::ml.errors.HealthScoreWarning")
+def test_demo_runs_the_whole_job(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    out_dir = tmp_path / "models"
+    result = _invoke(runner, "demo", "--out-dir", out_dir, "--customers", 1500, "--months", 8)
+    assert result.exit_code == 0, result.output + result.stderr
     for band in ("Healthy", "Stable", "At risk"):
         assert band in result.stdout
     assert "Band summary" in result.stdout
-    snapshots = pd.read_csv(out_dir / "snapshots.csv")
-    scores = pd.read_csv(out_dir / "scores.csv")
+    snapshots = pd.read_csv(out_dir / "demo-snapshots.csv")
+    scores = pd.read_csv(out_dir / "demo-manual-scores.csv")
     assert len(scores) == len(snapshots)
-    assert f"generated {len(snapshots):,} snapshots of 60 customers" in result.stdout
+    assert f"generated {len(snapshots):,} snapshots of 1,500 customers" in result.stdout
+    assert (out_dir / "demo" / "MLmodel").exists() and (out_dir / "demo" / "weights.csv").exists()
+    html = (out_dir / "demo-report.html").read_text()
+    assert "<svg" in html
+    preds = pd.read_csv(out_dir / "demo-predictions.csv")
+    assert len(preds) == snapshots["customer_id"].nunique()  # latest snapshot per customer
+    assert f"report:      {out_dir / 'demo-report.html'}" in result.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
+    assert "registered health-score version 1 as @challenger" in result.stdout
 
 
 # ---- help ---------------------------------------------------------------------------------------
@@ -183,7 +195,7 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 
 
 def test_every_expected_command_exists():
-    assert {"generate", "score", "demo"} <= set(COMMANDS)
+    assert {"generate", "score", "demo", "train", "compare", "predict", "explain", "promote", "report"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]], ids=["app", *COMMANDS])
