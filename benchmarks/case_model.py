@@ -62,7 +62,9 @@ def plain_lightgbm(data: str) -> dict:
     X = FeatureSchema.learn(card, frame).matrix(frame)
     y = label_array(frame, card.label_column)
     start = time.perf_counter()
-    lgb.LGBMClassifier(verbose=-1, n_jobs=2).fit(X, y)
+    from ml.model import lgb_threads
+
+    lgb.LGBMClassifier(verbose=-1, n_jobs=lgb_threads()).fit(X, y)
     return {"seconds": time.perf_counter() - start}
 
 
@@ -90,7 +92,9 @@ def pred_contrib(data: str, model_dir: str) -> dict:
     frame = _frame(data)
     X = model.schema_.matrix(frame)
     start = time.perf_counter()
-    model.booster_.predict(X, pred_contrib=True)
+    from ml.model import predict_kw
+
+    model.booster_.predict(X, pred_contrib=True, **predict_kw())
     return {"seconds": time.perf_counter() - start}
 
 

@@ -62,6 +62,7 @@ class ScoreCalibrator:
     """Maps a risk margin (higher = more churn) to P(churn). ``fit`` returns self."""
 
     method: str = "auto"
+    allow_flat: bool = False  # if the margin does not rank churn: map everything to the base rate
     state_: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def fit(self, margin: np.ndarray, y: np.ndarray) -> ScoreCalibrator:
@@ -83,6 +84,12 @@ class ScoreCalibrator:
         elif method == "isotonic" and n < 1000:
             warn(f"isotonic calibration on only {n} rows overfits; consider calibration.method: sigmoid.")
         a, b = fit_platt(margin, y)
+        if a <= 0 and self.allow_flat:
+            warn(f"on the calibration slice ({n:,} rows), churn does not rise as this score falls "
+                 f"(Platt slope {-a:.3g}); every score maps to the base churn rate {k / n:.1%}.")
+            self.state_ = {"method": "constant", "reason": "the score does not rank churn on the calibration slice",
+                           "a": 0.0, "b": float(_logit(k / n)), "rows": n, "churners": k, "base_rate": k / n}
+            return self
         if a <= 0:
             raise DataError(
                 f"on the calibration slice, churn does not rise with the model's risk (Platt slope {a:.3g}); "
@@ -143,7 +150,7 @@ class ScoreCalibrator:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScoreCalibrator:
-        c = cls(method=d["method"])
+        c = cls(method=d["method"], allow_flat=d["method"] == "constant")
         c.state_ = dict(d)
         return c
 

@@ -78,7 +78,7 @@ def _require(found: Mapping[str, Any], required: tuple[str, ...], where: str) ->
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise CardError(f"{where}: expected a finite number, got {value!r}.")
+        raise CardError(f"{where}: expected a finite number, got {value!r}; write a number such as 10.")
     return float(value)
 
 

@@ -70,6 +70,14 @@ def boundary(func):
     return wrapper
 
 
+def _nonempty(frame, path):
+    from ml.errors import DataError
+
+    if len(frame) == 0:
+        raise DataError(f"{path}: the table has no rows (only a header?); pass a file with data.")
+    return frame
+
+
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The card (YAML).", dir_okay=False)]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv or .parquet file.", dir_okay=False)]
 
@@ -116,12 +124,13 @@ def score(
 ) -> None:
     """Score customers with the manual card: health_score, band, coverage and points per indicator."""
     from ml.card import load_card
-    from ml.io import read_table, write_table
+    from ml.io import read_table, table_columns, write_table
     from ml.scorecard import score_table
 
     card = load_card(config)
+    card.check_columns(table_columns(data))  # against the whole header, so the error lists it all
     needed = [card.id_column, *([card.date_column] if card.date_column else []), *card.columns]
-    frame = read_table(data, columns=needed)
+    frame = _nonempty(read_table(data, columns=needed), data)
     table = score_table(card, frame, subscores=subscores)
     write_table(table, out)
     typer.echo(f"scored {len(table):,} rows -> {out}")
@@ -270,7 +279,7 @@ def train(
     from ml.pipeline import train as train_model
 
     card = load_card(config)
-    frame = read_table(data)
+    frame = _nonempty(read_table(data), data)
     with _progress() as step:
         if track:
             from ml.tracking import tracked_training
@@ -312,11 +321,17 @@ def _print_weights(weights) -> None:
     for _, r in weights.iterrows():
         name = r["indicator"] if r["in_scorecard"] else f"{r['indicator']} (extra)"
         lin = "-" if not r["in_scorecard"] else str(int(r["linear"]))
-        lin_iv = "-" if not r["in_scorecard"] else f"{r['linear_low']:.0f}-{r['linear_high']:.0f}"
+        lin_iv = "-" if not r["in_scorecard"] else _interval(r["linear_low"], r["linear_high"])
         flag = r["flag"] if isinstance(r["flag"], str) else ""
-        t.add_row(name, f"{r['manual']:g}", str(int(r["shap"])), f"{r['shap_low']:.0f}-{r['shap_high']:.0f}",
+        t.add_row(name, f"{r['manual']:g}", str(int(r["shap"])), _interval(r["shap_low"], r["shap_high"]),
                   str(int(r["gain"])), lin, lin_iv, f"[bold red]{flag}[/]" if flag else "")
     _console().print(t)
+
+
+def _interval(lo, hi) -> str:
+    import math
+
+    return "-" if lo is None or hi is None or math.isnan(lo) or math.isnan(hi) else f"{lo:.0f}-{hi:.0f}"
 
 
 def _fmt(v, pct=False):
@@ -383,7 +398,7 @@ def predict(
     from ml.io import read_table, write_table
 
     m = _load_model(model)
-    frame = read_table(data)
+    frame = _nonempty(read_table(data), data)
     table = m.predict(frame, drivers=drivers)
     write_table(table, out)
     typer.echo(f"predicted {len(table):,} rows -> {out}")

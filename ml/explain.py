@@ -46,10 +46,12 @@ def _health_of_margin(model, margin: np.ndarray) -> np.ndarray:
 
 def contributions(model, X: pd.DataFrame) -> Contributions:
     """Model contributions in health points (see the module docstring); ``X`` is the feature matrix."""
-    raw = model.booster_.predict(X, pred_contrib=True)
+    from ml.model import predict_kw
+
+    raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
     phi, bias = raw[:, :-1], raw[:, -1]
     margin = raw.sum(axis=1)
-    b = float(bias[0]) if len(bias) else float(model.booster_.predict(X.iloc[:0], pred_contrib=True).sum())
+    b = float(bias[0]) if len(bias) else float(model.booster_.predict(X.iloc[:0], pred_contrib=True, **predict_kw()).sum())
     health = _health_of_margin(model, margin)
     base = float(_health_of_margin(model, np.array([b]))[0])
     delta = margin - b

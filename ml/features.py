@@ -70,7 +70,21 @@ class FeatureSchema:
         missing = [c for c in self.columns if c not in frame.columns]
         problems: list[str] = []
         if missing:
+            import difflib
+
+            expected = set(self.columns)
+            unexpected = [str(c) for c in frame.columns if c not in expected]
+            hints = []
+            for c in missing:
+                lower = {u.lower().replace(" ", "_"): u for u in unexpected}
+                match = lower.get(c.lower().replace(" ", "_")) or next(
+                    iter(difflib.get_close_matches(c, unexpected, n=1, cutoff=0.8)), None)
+                if match:
+                    hints.append(f"{match!r} looks like {c!r}")
             problems.append(f"missing column(s) {missing}")
+            problems.append(f"columns the model does not use: {unexpected[:20]}" + ("..." if len(unexpected) > 20 else ""))
+            if hints:
+                problems.append("; ".join(hints))
         for f in self.features:
             if f.column not in frame.columns:
                 continue
@@ -85,10 +99,12 @@ class FeatureSchema:
                     )
             elif not f.boolean and not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
                 converted = pd.to_numeric(s, errors="coerce")
-                if converted.notna().sum() == 0 and s.notna().any():
+                text = s.astype("string").str.strip()
+                bad = converted.isna() & s.notna() & text.ne("").fillna(False)  # blanks are just missing
+                if bad.any():
                     problems.append(
-                        f"column {f.column!r} should be numeric but holds text such as "
-                        f"{s.dropna().astype(str).unique()[:3].tolist()}"
+                        f"column {f.column!r} should be numeric but holds text in {int(bad.sum())} row(s), "
+                        f"e.g. {pd.unique(s[bad].astype(str))[:3].tolist()}"
                     )
         if problems:
             expected = ", ".join(self.columns)
@@ -168,8 +184,9 @@ def label_array(frame: pd.DataFrame, column: str) -> np.ndarray:
         y = s.to_numpy()
         bad = ~np.isin(y, (0, 1))
         if bad.any():
+            found = [v.item() if hasattr(v, "item") else v for v in sorted(pd.unique(y[bad]))[:5]]
             raise DataError(
-                f"label column {column!r} must be 0/1, found {sorted(pd.unique(y[bad]))[:5]}; "
+                f"label column {column!r} must be 0/1, found {found} in {int(bad.sum())} row(s); "
                 "encode churned as 1 and retained as 0."
             )
         y = y.astype(int)

@@ -52,7 +52,7 @@ def _terms(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     tickets = np.minimum(f["tickets_30d"], 6)
     return {
         "login_trend": 3.0 * np.maximum(0.0, -0.2 - f["login_trend"]),
-        "logins_30d": -0.75 * (np.log1p(f["logins_30d"]) - 2.8),
+        "logins_30d": -0.9 * (np.log1p(f["logins_30d"]) - 2.8),
         "late_invoices_90d": 1.0 * np.minimum(f["late_invoices_90d"], 3),
         "csat": -0.6 * (csat - 3.8),
         "csat*tickets_30d": 0.22 * np.maximum(0.0, 3.6 - csat) * tickets,
@@ -111,8 +111,7 @@ def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int
     nps = np.clip(np.round(rng.normal(7 + base_service, 2)), 0, 10)
     interact_rate = np.exp(0.6 + 0.5 * seg_idx + rng.normal(0, 0.3, n))
 
-    z_act, z_srv, z_tix, z_pay, z_ops = (rng.standard_normal(n) for _ in range(5))
-    logins_prev = rng.poisson(np.exp(2.8 + base_activity + 0.45 * z_act)).astype(float)
+    z_act, z_srv, z_tix, z_pay, z_ops, z_trend = (rng.standard_normal(n) for _ in range(6))
     alive = np.ones(n, dtype=bool)
     churn_month = np.full(n, -1)
     dates = pd.date_range(start, periods=n_months, freq="MS")
@@ -120,15 +119,18 @@ def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int
 
     for t in range(total_months):
         z_act, z_srv = _ar1(rng, z_act, 0.92), _ar1(rng, z_srv, 0.9)
-        z_tix, z_pay = _ar1(rng, z_tix, 0.7), _ar1(rng, z_pay, 0.92)
-        z_ops = _ar1(rng, z_ops, 0.8)  # support operations: response speed and resolution
+        z_tix, z_pay = _ar1(rng, z_tix, 0.9), _ar1(rng, z_pay, 0.92)
+        z_ops = _ar1(rng, z_ops, 0.9)  # support operations: response speed and resolution
+        z_trend = _ar1(rng, z_trend, 0.9)  # direction of product usage: declines tend to go on
         active = alive & (start_month <= t)
         tenure = tenure0 + np.maximum(0, t - start_month)
         logins = rng.poisson(np.exp(2.8 + base_activity + 0.45 * z_act)).astype(float)
-        trend = np.clip((logins - logins_prev) / np.maximum(logins_prev, 1.0), -1.0, 3.0)
+        # the product team's trend metric: last 30 days against the previous 30, smoothed
+        trend = np.clip(0.3 * z_trend + rng.normal(0, 0.05, n), -0.9, 3.0)
+        logins_prev = np.round(logins / (1.0 + trend))
         interactions = rng.poisson(interact_rate).astype(float)
-        response = np.round(np.exp(np.log(60) - 0.35 * z_ops - 0.1 * z_srv - 0.2 * seg_idx + rng.normal(0, 0.5, n)), 1)
-        fcr = np.round(1 / (1 + np.exp(-(0.9 + 0.5 * z_ops + 0.1 * z_srv + rng.normal(0, 0.4, n)))), 3)
+        response = np.round(np.exp(np.log(60) - 0.35 * z_ops - 0.2 * seg_idx + rng.normal(0, 0.5, n)), 1)
+        fcr = np.round(1 / (1 + np.exp(-(0.9 + 0.5 * z_ops + rng.normal(0, 0.4, n)))), 3)
         csat = np.clip(np.round(3.8 + 0.55 * z_srv + base_service * 0.5 + rng.normal(0, 0.35, n), 1), 1, 5)
         csat = np.where(rng.random(n) < np.where(interactions == 0, 0.7, 0.25), np.nan, csat)
         tickets = rng.poisson(np.exp(0.2 + 0.5 * z_tix + 0.3 * seg_idx)).astype(float)
@@ -158,7 +160,6 @@ def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int
             pieces.append(piece)
         churn_month[churns] = t
         alive &= ~churns
-        logins_prev = logins
 
     frame = pd.concat(pieces, ignore_index=True)
     nps_missing = rng.random(len(frame)) < 0.5

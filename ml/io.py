@@ -62,6 +62,22 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
         raise DataError(f"{path}: could not read the table ({type(exc).__name__}: {exc}).") from exc
 
 
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of a CSV or Parquet file, read from its header only."""
+    path = Path(path)
+    fmt = _format(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the --data path.")
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except Exception as exc:
+        raise DataError(f"{path}: could not read the table ({type(exc).__name__}: {exc}).") from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""

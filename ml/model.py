@@ -4,7 +4,10 @@ with the manual card fitted and calibrated beside it so both read as churn proba
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import warnings
 from typing import Any
 
 import lightgbm as lgb
@@ -14,10 +17,32 @@ import pandas as pd
 from ml.audit import DirectionCheck, audit_directions
 from ml.calibration import ScoreCalibrator, probability_to_health
 from ml.card import Card
-from ml.errors import DataError, warn
+from ml.errors import DataError, HealthScoreWarning, warn
 from ml.features import CATEGORICAL, FeatureSchema, label_array, monotone_constraints
 from ml.scorecard import WeightedScorecard, assign_bands
 from ml.splits import Splits, make_splits
+
+def lgb_threads() -> int:
+    """LightGBM threads: 1 unless HEALTHSCORE_THREADS says otherwise. On a small shared machine,
+    OpenMP's spinning worker threads can slow a 2-thread fit a hundredfold whenever another process
+    (or MLflow's own threads) competes for a core, while one thread costs ~30 % at worst."""
+    try:
+        return max(1, int(os.environ.get("HEALTHSCORE_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+def predict_kw() -> dict[str, Any]:
+    return {"num_threads": lgb_threads()}
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence data warnings while re-scoring slices of data already checked (and warned about)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HealthScoreWarning)
+        yield
+
 
 MIN_TRAIN_ROWS = 200
 MIN_TRAIN_CHURNERS = 20
@@ -32,7 +57,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "bagging_freq": 1,
     "lambda_l2": 1.0,
     "cat_smooth": 10,
-    "num_threads": 2,
     "deterministic": True,
     "force_col_wise": True,
     "verbose": -1,
@@ -72,7 +96,8 @@ class HealthModel:
 
     # ---------------------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        return {**DEFAULT_PARAMS, "seed": self.card.model.seed, **dict(self.card.model.params)}
+        return {**DEFAULT_PARAMS, "num_threads": lgb_threads(), "seed": self.card.model.seed,
+                **dict(self.card.model.params)}
 
     def fit(self, frame: pd.DataFrame) -> HealthModel:
         card = self.card
@@ -85,8 +110,20 @@ class HealthModel:
                 f"label column {card.label_column!r} has a single class ({'all churned' if k else 'no churners'} "
                 f"in {n:,} rows); training needs both churners and non-churners."
             )
+        ids = frame[card.id_column]
+        if ids.isna().any():
+            raise DataError(
+                f"id column {card.id_column!r} is empty in {int(ids.isna().sum())} row(s); every snapshot needs "
+                "its customer's id (splits keep each customer in one slice). Fill or drop those rows."
+            )
+        keys = [card.id_column] + ([card.date_column] if card.date_column else [])
+        dup = frame.duplicated(keys)
+        if dup.any():
+            example = frame.loc[dup, keys].iloc[0].astype(str).tolist()
+            warn(f"{int(dup.sum())} row(s) repeat an earlier ({', '.join(keys)}) pair, e.g. {example}; "
+                 "duplicated snapshots weigh those customers twice. Deduplicate the data if unintended.")
         schema = FeatureSchema.learn(card, frame)
-        X = schema.matrix(frame)
+        X = schema.matrix(frame)  # data warnings (text in numeric columns ...) once, on all rows
         self._check_features(X, y, schema)
         splits = make_splits(frame, y, card)
         tr = splits.train
@@ -137,21 +174,26 @@ class HealthModel:
 
         # calibration on the slice the model never trained on
         cal = splits.calibration
-        margin = self.booster_.predict(X.iloc[cal], raw_score=True)
+        margin = self.booster_.predict(X.iloc[cal], raw_score=True, **predict_kw())
         self.calibrator_ = ScoreCalibrator(card.calibration.method).fit(margin, y[cal])
         base_rate = float(y[cal].mean())
         self.base_rate_ = base_rate
 
-        # the manual card: reference population = the rows the model learnt from
-        self.scorecard_ = WeightedScorecard(card).fit(frame.iloc[fit_rows])
+        # the manual card: reference population = the rows the model learnt from. Its data warnings
+        # are given once, on all rows; the slices below would repeat them with other counts.
+        self.scorecard_ = WeightedScorecard(card)
+        with quiet():
+            self.scorecard_.fit(frame.iloc[fit_rows])
+        self.scorecard_.subscores(frame)
         # stored as at most REFERENCE_POINTS quantiles, here already, so a reloaded model scores alike
         self.scorecard_.reference_ = {k: compress_reference(v) for k, v in self.scorecard_.reference_.items()}
         from ml.explain import mean_subscores
 
-        self.manual_base_subscores_ = mean_subscores(self.scorecard_, frame.iloc[fit_rows])
-        manual = self.scorecard_.score(frame.iloc[cal])["health_score"].to_numpy()
+        with quiet():
+            self.manual_base_subscores_ = mean_subscores(self.scorecard_, frame.iloc[fit_rows])
+            manual = self.scorecard_.score(frame.iloc[cal])["health_score"].to_numpy()
         ok = ~np.isnan(manual)
-        self.manual_calibrator_ = ScoreCalibrator(card.calibration.method).fit(-manual[ok], y[cal][ok])
+        self.manual_calibrator_ = ScoreCalibrator(card.calibration.method, allow_flat=True).fit(-manual[ok], y[cal][ok])
 
         # quantile bands for the model's health score are placed on the calibration slice
         self.band_cuts_ = None
@@ -223,7 +265,7 @@ class HealthModel:
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         """LightGBM's raw churn margin (log-odds before calibration)."""
         self._check_fitted()
-        return self.booster_.predict(self.schema_.matrix(frame), raw_score=True)
+        return self.booster_.predict(self.schema_.matrix(frame), raw_score=True, **predict_kw())
 
     def predict(self, frame: pd.DataFrame, *, drivers: int = 3) -> pd.DataFrame:
         """Per row: id (and date), ``health_score``, ``band``, ``churn_probability``, ``manual_score``,
@@ -234,13 +276,9 @@ class HealthModel:
         if missing:
             raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
         X = self.schema_.matrix(frame)
-        if drivers:
-            from ml.explain import contributions, driver_text
-
-            contrib = contributions(self, X)
-            margin = contrib.margin
-        else:
-            margin = self.booster_.predict(X, raw_score=True)
+        # the numbers always come from LightGBM's own margin; the TreeSHAP sum can differ from it in
+        # the last bits, which would make scores depend on whether drivers were asked for
+        margin = self.booster_.predict(X, raw_score=True, **predict_kw())
         p = self.calibrator_.predict_proba(margin)
         health = self._health(p)
         manual = self.scorecard_.score(frame)
@@ -258,7 +296,9 @@ class HealthModel:
         out["manual_band"] = pd.Categorical(out["manual_band"], categories=[b.name for b in card.bands])
         out["manual_churn_probability"] = mp
         if drivers:
-            texts = driver_text(self, X, contrib, k=drivers)
+            from ml.explain import contributions, driver_text
+
+            texts = driver_text(self, X, contributions(self, X), k=drivers)
             for j in range(drivers):
                 out[f"driver_{j + 1}"] = texts[j]
         return out

@@ -19,7 +19,7 @@ import pandas as pd
 from ml.card import Card
 from ml.evaluate import calibration_metrics, ranking_metrics
 from ml.features import label_array
-from ml.model import HealthModel
+from ml.model import HealthModel, predict_kw, quiet
 from ml.scorecard import WeightedScorecard, assign_bands
 from ml.weights import largest_remainder, nonnegative_logistic_weights, proposal_table, shares
 
@@ -27,6 +27,7 @@ PROPOSALS = ("shap", "gain", "linear")
 SHAP_ROWS = 20_000  # held-out rows used for mean |SHAP| (all of them when fewer)
 REFIT_SHAP_ROWS = 5_000  # ... and for each refit's shares (only their spread is used)
 LINEAR_ROWS = 50_000  # rows for the non-negative logistic fit (a 5-20 parameter model)
+SUBSAMPLE = 0.8  # share of customers in each refit for the intervals
 EXTRA_FLAG_POINTS = 5
 
 
@@ -43,7 +44,7 @@ def _noop(_: str) -> None:
 
 
 def _shap_shares(booster, X: pd.DataFrame) -> np.ndarray:
-    contrib = booster.predict(X, pred_contrib=True)[:, :-1]
+    contrib = booster.predict(X, pred_contrib=True, **predict_kw())[:, :-1]
     return shares(np.abs(contrib).mean(axis=0))
 
 
@@ -72,30 +73,27 @@ def propose_weights(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, X: p
     linear_share = np.zeros(len(schema.features))
     linear_share[card_idx] = shares(lin)
 
-    # intervals: refit on bootstrap resamples of the customers behind the point estimates (train +
-    # validation rows), each refit with the early-stopped model's number of trees
+    # intervals: refits on random subsets (SUBSAMPLE of the customers, without replacement) of the
+    # rows behind each estimate: the model's training customers for shap, training + validation
+    # customers for linear; each LightGBM refit grows the early-stopped model's number of trees
     rng = np.random.default_rng(spec.seed + 1)
     ids = frame[card.id_column].astype(str).to_numpy()
-    tr_codes, tr_uniques = pd.factorize(ids[fit_rows])
-    tr_rows_by_customer = np.argsort(tr_codes, kind="stable")
-    counts = np.bincount(tr_codes, minlength=len(tr_uniques))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def customer_subset(rows: np.ndarray) -> np.ndarray:
+        codes, uniques = pd.factorize(ids[rows])
+        return np.flatnonzero((rng.random(len(uniques)) < SUBSAMPLE)[codes])
+
     params = {**model.params_, "metric": "none"}
     shap_runs, linear_runs = [], []
     for r in range(n_refits):
         progress(f"refit {r + 1}/{n_refits}")
-        pick = rng.integers(0, len(tr_uniques), len(tr_uniques))
-        # rows of the picked customers (with repetition), without a per-row loop
-        reps = counts[pick]
-        offs = np.repeat(starts[pick] - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps) + np.arange(reps.sum())
-        local = tr_rows_by_customer[offs]
-        rows = fit_rows[local]
+        rows = splits.train[customer_subset(splits.train)]
         booster = model._train_booster(X, y, rows, None, {**params, "seed": spec.seed + 100 + r},
                                        num_boost_round=model.best_iteration_)
         shap_runs.append(_shap_shares(booster, X.iloc[hold_refit]))
-        lin_rows = _subsample(np.arange(len(local)), LINEAR_ROWS, spec.seed + r)
+        local = _subsample(customer_subset(fit_rows), LINEAR_ROWS, spec.seed + r)
         lr = np.zeros(len(schema.features))
-        lr[card_idx] = shares(nonnegative_logistic_weights(S_fit[local[lin_rows]], y[rows[lin_rows]]))
+        lr[card_idx] = shares(nonnegative_logistic_weights(S_fit[local], y[fit_rows[local]]))
         linear_runs.append(lr)
 
     def band(runs, q):
@@ -191,11 +189,12 @@ def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, 
     progress("fitting the churn model")
     model = HealthModel(card).fit(frame)
     y = label_array(frame, card.label_column)
-    X = model.schema_.matrix(frame)
-    progress("proposing weights")
-    weights = propose_weights(model, frame, y, X, n_refits=n_refits, progress=progress)
-    progress("evaluating on held-out rows")
-    metrics = evaluate(model, frame, y, weights)
+    with quiet():  # the data was checked (and warned about) by fit; slices would repeat it
+        X = model.schema_.matrix(frame)
+        progress("proposing weights")
+        weights = propose_weights(model, frame, y, X, n_refits=n_refits, progress=progress)
+        progress("evaluating on held-out rows")
+        metrics = evaluate(model, frame, y, weights)
     result = TrainResult(model, weights, metrics)
     if model_dir is not None:
         progress("writing the model directory")
@@ -216,7 +215,10 @@ def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, 
             hold = model.splits_.holdout
             def hook(tmp: Path) -> None:
                 write_model_plots(model, frame.iloc[hold], y[hold], metrics, tmp)
-        result.model_dir = save_model(model, model_dir, extra_files=extra, before_manifest=hook,
-                                      mlflow_example=frame.iloc[model.splits_.holdout[:3]] if mlflow_files else None)
+
+        with quiet():
+            result.model_dir = save_model(
+                model, model_dir, extra_files=extra, before_manifest=hook,
+                mlflow_example=frame.iloc[model.splits_.holdout[:3]] if mlflow_files else None)
         model.model_dir_ = result.model_dir
     return result

@@ -74,8 +74,12 @@ def signature_and_example(model, frame: pd.DataFrame):
 
 def write_mlflow_files(model, frame: pd.DataFrame, directory) -> None:
     """Make ``directory`` (empty) an MLflow pyfunc model; our own files are written after."""
+    import logging
+
     import lightgbm
     import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # no INFO lines from saving the model
 
     signature, example = signature_and_example(model, frame)
     mlflow.pyfunc.save_model(

@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ml.bundle import load_model
@@ -53,7 +54,10 @@ def report_path(tmp_path_factory) -> Path:
         train(card, frame, tmp / "model", n_refits=2, plots=False, mlflow_files=False)
     model = load_model(tmp / "model")
     # a hostile id in the list: escaped, it must not run (a script would also break the CSP)
-    riskiest = model.predict(frame, drivers=0).sort_values("churn_probability")["customer_id"].iloc[-1]
+    # (the report shows each customer's latest snapshot, so pick the riskiest among those)
+    dates = pd.to_datetime(frame["snapshot_date"])
+    latest = frame[dates.eq(dates.groupby(frame["customer_id"]).transform("max"))]
+    riskiest = model.predict(latest, drivers=0).sort_values("churn_probability")["customer_id"].iloc[-1]
     ids = frame["customer_id"].astype(object)
     frame["customer_id"] = ids.where(ids != riskiest, "<script>alert(1)</script>")
     write_report(model, frame, tmp / "report.html")
