@@ -22,6 +22,7 @@ from ml.features import CATEGORICAL, FeatureSchema, label_array, monotone_constr
 from ml.scorecard import WeightedScorecard, assign_bands
 from ml.splits import Splits, make_splits
 
+
 def lgb_threads() -> int:
     """LightGBM threads: 1 unless HEALTHSCORE_THREADS says otherwise. On a small shared machine,
     OpenMP's spinning worker threads can slow a 2-thread fit a hundredfold whenever another process

@@ -2,9 +2,13 @@
 
 Customers are first assigned to one group each (seeded, stratified by whether they ever churned), so
 no customer appears in two slices. With a date column the latest snapshot dates form the *recent
-period*: the model trains on earlier dates only, and the calibration and held-out slices are the
-recent rows of their customers, as when the model scores new snapshots. Without a date column every
+period*: the model trains on earlier dates only, and the held-out slice is the recent rows of its
+customers, as when the model scores new snapshots. Without a date column every
 row of a customer goes to its group.
+
+The calibration slice takes *all* rows of its customers (none of them is ever trained on): with only
+the recent rows, a slice of a few thousand rows gave Platt slopes anywhere between 0.65 and 1.1 on
+generated data, a calibration error larger than the one it corrects.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def make_splits(frame: pd.DataFrame, y: np.ndarray, card: Card) -> Splits:
             pos = np.arange(len(frame))
             return Splits(
                 train=pos[(row_group == "train") & ~recent], valid=pos[(row_group == "valid") & ~recent],
-                calibration=pos[(row_group == "calibration") & recent],
+                calibration=pos[row_group == "calibration"],
                 holdout=pos[(row_group == "holdout") & recent], cutoff=cutoff,
                 customer_slice=pd.Series(groups, index=uniques, name="slice"),
             )
