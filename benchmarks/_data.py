@@ -7,9 +7,7 @@ from pathlib import Path
 
 from _harness import Context
 
-ROWS_PER_CUSTOMER_GUESS = (
-    8.0  # 12 monthly snapshots thinned by churn and late starts: ~8.5 observed
-)
+ROWS_PER_CUSTOMER_GUESS = 8.0  # 12 monthly snapshots thinned by churn and late starts: ~8.5 observed
 SEED = 0
 
 

@@ -225,9 +225,7 @@ def run_case(cd: CaseDef, ctx: Context, log: Callable[[str], None]) -> dict[str,
                 s = run_step(step, ctx, b.outputs)
                 (measured if kind == "m" else baseline).append(s)
             last_b = f", baseline {baseline[-1].seconds:.2f}s" if baseline else ""
-            log(
-                f"[{cd.name}] repeat {i + 1}/{ctx.repeats}: measured {measured[-1].seconds:.2f}s{last_b}"
-            )
+            log(f"[{cd.name}] repeat {i + 1}/{ctx.repeats}: measured {measured[-1].seconds:.2f}s{last_b}")
         for p in b.outputs:
             Path(p).unlink(missing_ok=True)
     except Exception as exc:  # one broken case must not hide the others' results
@@ -259,9 +257,7 @@ def run_case(cd: CaseDef, ctx: Context, log: Callable[[str], None]) -> dict[str,
         res["ratio_min"] = res["seconds_min"] / res["baseline_seconds_min"]
         # each repeat's measured/baseline pair ran back to back: the least drift-prone estimate
         res["ratio_paired"] = statistics.median(m / b for m, b in zip(ms, bs, strict=True))
-        res["cpu_ratio"] = (
-            res["cpu_seconds"] / res["baseline_cpu_seconds"]
-        )  # user+sys, less load-sensitive
+        res["cpu_ratio"] = res["cpu_seconds"] / res["baseline_cpu_seconds"]  # user+sys, less load-sensitive
         res["peak_ratio"] = res["peak_mb"] / res["baseline_peak_mb"]
         if b.max_ratio is not None and res["ratio"] > b.max_ratio:
             failures.append(f"ratio {res['ratio']:.2f} > {b.max_ratio:g}")
@@ -328,9 +324,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
     out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
     for r in results:
-        extra = ", ".join(
-            f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in r.get("info", {}).items()
-        )
+        extra = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in r.get("info", {}).items())
         if extra:
             out.append(f"  {r['name']}: {extra}")
         if r.get("failures"):

@@ -8,8 +8,17 @@ from _data import snapshots_file
 from _harness import REPO, Bench, Call, Context, case
 
 # the default card's 5 indicators + 10 extra features = 15 model features
-EXTRA = ["login_trend", "late_invoices_90d", "tickets_30d", "tenure_months", "onboarding_completed",
-         "nps", "plan", "segment", "logins_prev_30d"]
+EXTRA = [
+    "login_trend",
+    "late_invoices_90d",
+    "tickets_30d",
+    "tenure_months",
+    "onboarding_completed",
+    "nps",
+    "plan",
+    "segment",
+    "logins_prev_30d",
+]
 
 
 def _card():
@@ -34,7 +43,9 @@ def _card15():
     import dataclasses
 
     card = _card()
-    return dataclasses.replace(card, model=dataclasses.replace(card.model, extra_features=(*EXTRA, "csat_survey_count")))
+    return dataclasses.replace(
+        card, model=dataclasses.replace(card.model, extra_features=(*EXTRA, "csat_survey_count"))
+    )
 
 
 def train_full(data: str, model_dir: str) -> dict:
@@ -113,8 +124,11 @@ def train_100k(ctx: Context) -> Bench:
     data = snapshots_file(ctx, rows, ".parquet")
     out = ctx.tmp / "train_100k.model"
     return Bench(
-        measured=Call("case_model:train_full", {"data": str(data), "model_dir": str(out)},
-                      label="ml.pipeline.train(card, frame, model_dir, n_refits=10)"),
+        measured=Call(
+            "case_model:train_full",
+            {"data": str(data), "model_dir": str(out)},
+            label="ml.pipeline.train(card, frame, model_dir, n_refits=10)",
+        ),
         baseline=Call("case_model:plain_lightgbm", {"data": str(data)}, label="LGBMClassifier().fit(X, y)"),
         max_seconds=None if ctx.quick else 60.0,
         max_peak_mb=2048.0,
@@ -122,16 +136,24 @@ def train_100k(ctx: Context) -> Bench:
     )
 
 
-@case("explain_100k", "contributions in health points + top-3 driver text for 100,000 rows vs LightGBM pred_contrib alone")
+@case(
+    "explain_100k", "contributions in health points + top-3 driver text for 100,000 rows vs LightGBM pred_contrib alone"
+)
 def explain_100k(ctx: Context) -> Bench:
     rows = 20_000 if ctx.quick else 100_000
     data = snapshots_file(ctx, rows, ".parquet")
     model_dir = _trained_model(ctx, data)
     return Bench(
-        measured=Call("case_model:explain_all", {"data": str(data), "model_dir": model_dir},
-                      label="contributions(model, X) + driver_text(k=3)"),
-        baseline=Call("case_model:pred_contrib", {"data": str(data), "model_dir": model_dir},
-                      label="booster.predict(X, pred_contrib=True)"),
+        measured=Call(
+            "case_model:explain_all",
+            {"data": str(data), "model_dir": model_dir},
+            label="contributions(model, X) + driver_text(k=3)",
+        ),
+        baseline=Call(
+            "case_model:pred_contrib",
+            {"data": str(data), "model_dir": model_dir},
+            label="booster.predict(X, pred_contrib=True)",
+        ),
         max_ratio=1.5,
         info={"rows": rows},
     )

@@ -6,9 +6,7 @@ from _data import count_lines, snapshots_file
 from _harness import REPO, Bench, Command, Context, case
 
 # The plain-pandas baseline: what any script that loads and saves the same table pays.
-READ_WRITE = (
-    "import sys, pandas as pd; df = pd.read_csv(sys.argv[1]); df.to_csv(sys.argv[2], index=False)"
-)
+READ_WRITE = "import sys, pandas as pd; df = pd.read_csv(sys.argv[1]); df.to_csv(sys.argv[2], index=False)"
 SCORE_HEADER = "customer_id,snapshot_date,health_score,band,coverage,points__"
 
 

@@ -14,15 +14,22 @@ from ml.scorecard import WeightedScorecard, assign_bands, percentile_rank, score
 def __getattr__(name: str):
     # the heavier stages load on first use, so `import ml` (and scoring) stays fast
     lazy = {
-        "HealthModel": "ml.model", "ScoreCalibrator": "ml.calibration", "train": "ml.pipeline",
-        "load_model": "ml.bundle", "save_model": "ml.bundle", "explain_customer": "ml.explain",
-        "build_report": "ml.report", "write_report": "ml.report", "HealthReport": "ml.report",
+        "HealthModel": "ml.model",
+        "ScoreCalibrator": "ml.calibration",
+        "train": "ml.pipeline",
+        "load_model": "ml.bundle",
+        "save_model": "ml.bundle",
+        "explain_customer": "ml.explain",
+        "build_report": "ml.report",
+        "write_report": "ml.report",
+        "HealthReport": "ml.report",
     }
     if name in lazy:
         import importlib
 
         return getattr(importlib.import_module(lazy[name]), name)
     raise AttributeError(f"module 'ml' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

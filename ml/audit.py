@@ -35,8 +35,10 @@ class DirectionCheck:
     @property
     def evidence(self) -> str:
         more = "MORE" if self.churn_high > self.churn_low else "LESS"
-        return (f"higher `{self.column}` goes with {more} churn: {self.churn_low:.0%} churn in the lowest "
-                f"quartile, {self.churn_high:.0%} in the highest (declared {self.declared})")
+        return (
+            f"higher `{self.column}` goes with {more} churn: {self.churn_low:.0%} churn in the lowest "
+            f"quartile, {self.churn_high:.0%} in the highest (declared {self.declared})"
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "evidence": self.evidence}
@@ -68,6 +70,18 @@ def audit_directions(X: pd.DataFrame, y: np.ndarray, schema: FeatureSchema) -> l
             verdict = "inconclusive"
         else:
             verdict = "supported" if observed == f.direction else "contradicted"
-        out.append(DirectionCheck(f.name, f.column, f.direction, float(p_lo), float(p_hi), int(lo.sum()),
-                                  int(hi.sum()), z, observed, verdict))
+        out.append(
+            DirectionCheck(
+                f.name,
+                f.column,
+                f.direction,
+                float(p_lo),
+                float(p_hi),
+                int(lo.sum()),
+                int(hi.sum()),
+                z,
+                observed,
+                verdict,
+            )
+        )
     return out

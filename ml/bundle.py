@@ -49,8 +49,13 @@ def _versions() -> dict[str, str]:
 
     import ml
 
-    return {"healthscore": ml.__version__, "lightgbm": lightgbm.__version__, "pandas": pandas.__version__,
-            "scikit-learn": sklearn.__version__, "numpy": np.__version__}
+    return {
+        "healthscore": ml.__version__,
+        "lightgbm": lightgbm.__version__,
+        "pandas": pandas.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def _json_default(o: Any):
@@ -79,7 +84,9 @@ def model_state(model) -> dict[str, Any]:
         "calibrator": model.calibrator_.to_dict(),
         "manual_calibrator": model.manual_calibrator_.to_dict(),
         "base_rate": model.base_rate_,
-        "band_cuts": None if model.band_cuts_ is None else [None if not np.isfinite(c) else float(c) for c in model.band_cuts_],
+        "band_cuts": None
+        if model.band_cuts_ is None
+        else [None if not np.isfinite(c) else float(c) for c in model.band_cuts_],
         "scorecard": sc_state,
         "manual_base_subscores": list(map(float, model.manual_base_subscores_)),
         "reference_values": model.reference_values_,
@@ -131,8 +138,14 @@ def verify(model_dir: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def save_model(model, model_dir: str | os.PathLike, *, extra_files: dict[str, Any] | None = None,
-               before_manifest=None, mlflow_example=None) -> Path:
+def save_model(
+    model,
+    model_dir: str | os.PathLike,
+    *,
+    extra_files: dict[str, Any] | None = None,
+    before_manifest=None,
+    mlflow_example=None,
+) -> Path:
     """Write ``model`` (and ``extra_files``: name -> str | dict | DataFrame | callable(path)) to
     ``model_dir`` atomically: built in a temporary sibling directory, then swapped in. With
     ``mlflow_example`` (a frame of training rows) the directory is also an MLflow pyfunc model."""

@@ -78,25 +78,43 @@ class ScoreCalibrator:
         if method == "auto":
             big = n >= ISOTONIC_MIN_ROWS and k >= ISOTONIC_MIN_POSITIVES
             method = "isotonic" if big else "sigmoid"
-            reason = (f"auto: {n:,} rows and {k:,} churners in the calibration slice; isotonic needs >= "
-                      f"{ISOTONIC_MIN_ROWS:,} rows and >= {ISOTONIC_MIN_POSITIVES} churners, else sigmoid "
-                      "(isotonic overfits and ties on small slices)")
+            reason = (
+                f"auto: {n:,} rows and {k:,} churners in the calibration slice; isotonic needs >= "
+                f"{ISOTONIC_MIN_ROWS:,} rows and >= {ISOTONIC_MIN_POSITIVES} churners, else sigmoid "
+                "(isotonic overfits and ties on small slices)"
+            )
         elif method == "isotonic" and n < 1000:
             warn(f"isotonic calibration on only {n} rows overfits; consider calibration.method: sigmoid.")
         a, b = fit_platt(margin, y)
         if a <= 0 and self.allow_flat:
-            warn(f"on the calibration slice ({n:,} rows), churn does not rise as this score falls "
-                 f"(Platt slope {-a:.3g}); every score maps to the base churn rate {k / n:.1%}.")
-            self.state_ = {"method": "constant", "reason": "the score does not rank churn on the calibration slice",
-                           "a": 0.0, "b": float(_logit(k / n)), "rows": n, "churners": k, "base_rate": k / n}
+            warn(
+                f"on the calibration slice ({n:,} rows), churn does not rise as this score falls "
+                f"(Platt slope {-a:.3g}); every score maps to the base churn rate {k / n:.1%}."
+            )
+            self.state_ = {
+                "method": "constant",
+                "reason": "the score does not rank churn on the calibration slice",
+                "a": 0.0,
+                "b": float(_logit(k / n)),
+                "rows": n,
+                "churners": k,
+                "base_rate": k / n,
+            }
             return self
         if a <= 0:
             raise DataError(
                 f"on the calibration slice, churn does not rise with the model's risk (Platt slope {a:.3g}); "
                 "the model has no usable signal. Check the label and features."
             )
-        state: dict[str, Any] = {"method": method, "reason": reason, "a": a, "b": b,
-                                 "rows": n, "churners": k, "base_rate": k / n}
+        state: dict[str, Any] = {
+            "method": method,
+            "reason": reason,
+            "a": a,
+            "b": b,
+            "rows": n,
+            "churners": k,
+            "base_rate": k / n,
+        }
         if method == "isotonic":
             from sklearn.isotonic import IsotonicRegression
 
@@ -156,8 +174,14 @@ class ScoreCalibrator:
 
 
 # ---- the health scale (pure functions) -----------------------------------------------------------
-def probability_to_health(p: np.ndarray, scale: str = "probability", *, base_rate: float | None = None,
-                          anchor: float = 70.0, pdo: float = 10.0) -> np.ndarray:
+def probability_to_health(
+    p: np.ndarray,
+    scale: str = "probability",
+    *,
+    base_rate: float | None = None,
+    anchor: float = 70.0,
+    pdo: float = 10.0,
+) -> np.ndarray:
     """Churn probability -> health score 0-100 (strictly decreasing on the probability scale)."""
     p = np.asarray(p, float)
     if scale == "probability":
@@ -170,8 +194,14 @@ def probability_to_health(p: np.ndarray, scale: str = "probability", *, base_rat
     raise ValueError(f"unknown health scale {scale!r}")
 
 
-def health_to_probability(h: np.ndarray, scale: str = "probability", *, base_rate: float | None = None,
-                          anchor: float = 70.0, pdo: float = 10.0) -> np.ndarray:
+def health_to_probability(
+    h: np.ndarray,
+    scale: str = "probability",
+    *,
+    base_rate: float | None = None,
+    anchor: float = 70.0,
+    pdo: float = 10.0,
+) -> np.ndarray:
     """The inverse of :func:`probability_to_health` (within the clipping of the odds scale)."""
     h = np.asarray(h, float)
     if scale == "probability":

@@ -28,8 +28,20 @@ CALIBRATION_METHODS = ("auto", "sigmoid", "isotonic")
 HEALTH_SCALES = ("probability", "odds")
 
 CARD_KEYS = (
-    "version", "name", "id_column", "date_column", "label_column", "horizon_days", "normalize",
-    "indicators", "missing", "bands", "bands_by", "model", "calibration", "experiment",
+    "version",
+    "name",
+    "id_column",
+    "date_column",
+    "label_column",
+    "horizon_days",
+    "normalize",
+    "indicators",
+    "missing",
+    "bands",
+    "bands_by",
+    "model",
+    "calibration",
+    "experiment",
 )
 REQUIRED_CARD_KEYS = ("id_column", "indicators", "bands")
 INDICATOR_KEYS = ("name", "column", "weight", "direction", "scoring", "label", "missing")
@@ -45,8 +57,16 @@ SCORING_KEYS: dict[str, tuple[str, ...]] = {
     "categorical": ("map",),
 }
 MODEL_KEYS = (
-    "extra_features", "monotone", "params", "num_boost_round", "early_stopping_rounds",
-    "holdout_fraction", "calibration_fraction", "validation_fraction", "n_refits", "seed",
+    "extra_features",
+    "monotone",
+    "params",
+    "num_boost_round",
+    "early_stopping_rounds",
+    "holdout_fraction",
+    "calibration_fraction",
+    "validation_fraction",
+    "n_refits",
+    "seed",
 )
 CALIBRATION_KEYS = ("method", "scale", "anchor_score", "pdo")
 DEFAULT_BAND_COLORS = ("#2e7d32", "#f9a825", "#c62828")  # green, yellow, red: highest band first
@@ -209,8 +229,7 @@ class Card:
     def sha256(self) -> str:
         return hashlib.sha256(self.to_yaml().encode()).hexdigest()
 
-    def check_columns(self, columns: Iterable[str], *, need_label: bool = False,
-                      extra: Iterable[str] = ()) -> None:
+    def check_columns(self, columns: Iterable[str], *, need_label: bool = False, extra: Iterable[str] = ()) -> None:
         """Raise one :class:`DataError` listing every column the card needs that the data lacks."""
         present = set(columns)
         wanted: list[tuple[str, str]] = [(self.id_column, "id_column")]
@@ -244,9 +263,7 @@ def _parse_scoring(raw: Any, where: str, direction: str) -> Scoring:
         raise CardError(f"{where}: missing `method`; use one of: {_allowed(SCORING_METHODS)}.")
     method = raw["method"]
     if method not in SCORING_METHODS:
-        raise CardError(
-            f"{where}.method: unknown scoring method {method!r}; use one of: {_allowed(SCORING_METHODS)}."
-        )
+        raise CardError(f"{where}.method: unknown scoring method {method!r}; use one of: {_allowed(SCORING_METHODS)}.")
     _check_keys(raw, ("method", *SCORING_KEYS[method]), f"{where} (method {method})")
     if method == "linear":
         _require(raw, ("worst", "best"), where)
@@ -345,8 +362,15 @@ def _parse_indicator(raw: Any, i: int, card_missing: str) -> Indicator:
     missing = raw.get("missing")
     if missing is not None:
         missing = _choice(missing, MISSING_POLICIES, f"{where}.missing")
-    return Indicator(name=name, column=column, weight=weight, direction=direction, scoring=scoring,
-                     label=str(raw.get("label", name)), missing=missing)
+    return Indicator(
+        name=name,
+        column=column,
+        weight=weight,
+        direction=direction,
+        scoring=scoring,
+        label=str(raw.get("label", name)),
+        missing=missing,
+    )
 
 
 def _parse_bands(raw: Any, bands_by: str) -> tuple[Band, ...]:
@@ -366,7 +390,7 @@ def _parse_bands(raw: Any, bands_by: str) -> tuple[Band, ...]:
         color = str(b.get("color") or _default_color(i, len(raw)))
         if not _COLOR.match(color):
             raise CardError(
-                f"{where}.color: {color!r} is not a colour; use a hex code like \"#2e7d32\" or a plain "
+                f'{where}.color: {color!r} is not a colour; use a hex code like "#2e7d32" or a plain '
                 "colour name like green."
             )
         bands.append(Band(name=str(b["name"]), min=lo, color=color, max=hi))
@@ -511,8 +535,9 @@ def parse_card(raw: Any) -> Card:
     if not math.isclose(total, 100, abs_tol=1e-9):
         if normalize:
             indicators = [
-                Indicator(ind.name, ind.column, ind.weight * 100 / total, ind.direction, ind.scoring,
-                          ind.label, ind.missing)
+                Indicator(
+                    ind.name, ind.column, ind.weight * 100 / total, ind.direction, ind.scoring, ind.label, ind.missing
+                )
                 for ind in indicators
             ]
         else:
@@ -529,11 +554,20 @@ def parse_card(raw: Any) -> Card:
             f"model.extra_features: {extra_clash} already used as indicator, id or label columns; remove them."
         )
     return Card(
-        id_column=raw["id_column"], indicators=tuple(indicators), bands=bands, version=1,
-        name=raw.get("name") or DEFAULT_MODEL_NAME, date_column=raw.get("date_column"),
-        label_column=raw.get("label_column"), horizon_days=horizon, missing=missing,
-        bands_by=bands_by, model=model, calibration=_parse_calibration(raw.get("calibration")),
-        experiment=raw.get("experiment"), raw=dict(raw),
+        id_column=raw["id_column"],
+        indicators=tuple(indicators),
+        bands=bands,
+        version=1,
+        name=raw.get("name") or DEFAULT_MODEL_NAME,
+        date_column=raw.get("date_column"),
+        label_column=raw.get("label_column"),
+        horizon_days=horizon,
+        missing=missing,
+        bands_by=bands_by,
+        model=model,
+        calibration=_parse_calibration(raw.get("calibration")),
+        experiment=raw.get("experiment"),
+        raw=dict(raw),
     )
 
 

@@ -61,8 +61,10 @@ def boundary(func):
         except Exception as exc:
             if os.environ.get("HEALTHSCORE_DEBUG"):
                 raise
-            _err(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
-                 "(set HEALTHSCORE_DEBUG=1 for the traceback and report it)")
+            _err(
+                f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
+                "(set HEALTHSCORE_DEBUG=1 for the traceback and report it)"
+            )
             raise typer.Exit(2) from None
         finally:
             warnings.showwarning = old_show
@@ -154,8 +156,12 @@ def _print_band_summary(table, card, title: str = "Band summary (manual card)") 
     for col in ("band", "rows", "share", "mean score"):
         t.add_column(col, justify="left" if col == "band" else "right")
     for band, row in summary.iterrows():
-        t.add_row(f"[{colors[band]}]{band}[/]", f"{int(row.customers):,}", f"{row.share:.1%}",
-                  "-" if row.customers == 0 else f"{row.mean_score:.1f}")
+        t.add_row(
+            f"[{colors[band]}]{band}[/]",
+            f"{int(row.customers):,}",
+            f"{row.share:.1%}",
+            "-" if row.customers == 0 else f"{row.mean_score:.1f}",
+        )
     _console().print(t)
 
 
@@ -165,7 +171,9 @@ def demo(
     customers: Annotated[int, typer.Option("--customers", "-n", min=200, help="Customers to generate.")] = 2000,
     months: Annotated[int, typer.Option("--months", min=3, help="Months of snapshots.")] = 12,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed.")] = 0,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Card (default: the built-in default card).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Card (default: the built-in default card).")
+    ] = None,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the demo writes its files.")] = Path("models"),
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the training to MLflow.")] = True,
 ) -> None:
@@ -186,14 +194,17 @@ def demo(
         step("scoring with the manual card")
         manual = score_table(card, data.frame)
         write_table(manual, out_dir / "demo-manual-scores.csv")
-    typer.echo(f"generated {len(data.frame):,} snapshots of {customers:,} customers -> {out_dir / 'demo-snapshots.csv'}")
+    typer.echo(
+        f"generated {len(data.frame):,} snapshots of {customers:,} customers -> {out_dir / 'demo-snapshots.csv'}"
+    )
     _print_band_summary(manual, card)
     with _progress() as step:
         if track:
             from ml.tracking import tracked_training, tracking_uri
 
-            result = tracked_training(card, data.frame, model_dir, data_path=out_dir / "demo-snapshots.csv",
-                                      progress=step)
+            result = tracked_training(
+                card, data.frame, model_dir, data_path=out_dir / "demo-snapshots.csv", progress=step
+            )
         else:
             from ml.pipeline import train as train_model
 
@@ -236,7 +247,9 @@ def report(
     model: Annotated[str, typer.Option("--model", "-m", help="Model directory, or models:/<name>@<alias>.")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the HTML report.")] = Path("report.html"),
-    latest: Annotated[bool, typer.Option("--latest/--all-rows", help="Report each customer's latest snapshot only.")] = True,
+    latest: Annotated[
+        bool, typer.Option("--latest/--all-rows", help="Report each customer's latest snapshot only.")
+    ] = True,
 ) -> None:
     """A self-contained HTML report for CS leads: bands, weights, what scores mean, why customers are at risk."""
     from ml.io import read_table
@@ -269,9 +282,16 @@ def train(
     config: ConfigOpt,
     data: DataOpt,
     model_dir: Annotated[Path, typer.Option("--model-dir", "-M", help="Where to write the model directory.")],
-    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: the card's, else health-score).")] = None,
-    refits: Annotated[int | None, typer.Option("--refits", min=0, help="Refits for the weight intervals (default: model.n_refits, 10).")] = None,
-    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the model.")] = True,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="MLflow experiment (default: the card's, else health-score).")
+    ] = None,
+    refits: Annotated[
+        int | None,
+        typer.Option("--refits", min=0, help="Refits for the weight intervals (default: model.n_refits, 10)."),
+    ] = None,
+    track: Annotated[
+        bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the model.")
+    ] = True,
 ) -> None:
     """Train the churn model, propose weights, evaluate against the manual card, write the model directory."""
     from ml.card import load_card
@@ -284,8 +304,16 @@ def train(
         if track:
             from ml.tracking import tracked_training
 
-            result = tracked_training(card, frame, model_dir, config_path=config, data_path=data,
-                                      experiment=experiment, n_refits=refits, progress=step)
+            result = tracked_training(
+                card,
+                frame,
+                model_dir,
+                config_path=config,
+                data_path=data,
+                experiment=experiment,
+                n_refits=refits,
+                progress=step,
+            )
         else:
             result = train_model(card, frame, model_dir, n_refits=refits, progress=step)
     typer.echo(f"model written to {model_dir}")
@@ -302,8 +330,14 @@ class _progress:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         console = _console()
-        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                           console=console, transient=True, disable=not console.is_terminal)
+        self._p = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
         self._p.__enter__()
         self._task = self._p.add_task("starting", total=None)
         return lambda text: self._p.update(self._task, description=text)
@@ -323,8 +357,16 @@ def _print_weights(weights) -> None:
         lin = "-" if not r["in_scorecard"] else str(int(r["linear"]))
         lin_iv = "-" if not r["in_scorecard"] else _interval(r["linear_low"], r["linear_high"])
         flag = r["flag"] if isinstance(r["flag"], str) else ""
-        t.add_row(name, f"{r['manual']:g}", str(int(r["shap"])), _interval(r["shap_low"], r["shap_high"]),
-                  str(int(r["gain"])), lin, lin_iv, f"[bold red]{flag}[/]" if flag else "")
+        t.add_row(
+            name,
+            f"{r['manual']:g}",
+            str(int(r["shap"])),
+            _interval(r["shap_low"], r["shap_high"]),
+            str(int(r["gain"])),
+            lin,
+            lin_iv,
+            f"[bold red]{flag}[/]" if flag else "",
+        )
     _console().print(t)
 
 
@@ -346,14 +388,31 @@ def _print_metrics(metrics, card) -> None:
     h = metrics["holdout"]
     bands = [b.name for b in card.bands]
     t = Table(title=f"Held-out evaluation: {h['rows']:,} rows, {h['churners']:,} churners ({h['churn_rate']:.1%})")
-    for col in ("scorer", "ROC-AUC", "PR-AUC", "top-10% lift", *[f"churn {b}" for b in bands], f"churners in {bands[-1]}"):
+    for col in (
+        "scorer",
+        "ROC-AUC",
+        "PR-AUC",
+        "top-10% lift",
+        *[f"churn {b}" for b in bands],
+        f"churners in {bands[-1]}",
+    ):
         t.add_column(col, justify="left" if col == "scorer" else "right")
-    names = {"manual": "manual card", "card_shap": "card, shap weights", "card_gain": "card, gain weights",
-             "card_linear": "card, linear weights", "model": "model"}
+    names = {
+        "manual": "manual card",
+        "card_shap": "card, shap weights",
+        "card_gain": "card, gain weights",
+        "card_linear": "card, linear weights",
+        "model": "model",
+    }
     for key, m in metrics["ranking"].items():
-        t.add_row(names.get(key, key), _fmt(m["roc_auc"]), _fmt(m["pr_auc"]),
-                  "-" if m["top_decile_lift"] is None else f"{m['top_decile_lift']:.2f}x",
-                  *[_fmt(m["churn_rate_by_band"][b], pct=True) for b in bands], _fmt(m["at_risk_capture"], pct=True))
+        t.add_row(
+            names.get(key, key),
+            _fmt(m["roc_auc"]),
+            _fmt(m["pr_auc"]),
+            "-" if m["top_decile_lift"] is None else f"{m['top_decile_lift']:.2f}x",
+            *[_fmt(m["churn_rate_by_band"][b], pct=True) for b in bands],
+            _fmt(m["at_risk_capture"], pct=True),
+        )
     _console().print(t)
     cal = metrics.get("calibration")
     if cal:
@@ -362,9 +421,17 @@ def _print_metrics(metrics, card) -> None:
             c.add_column(col, justify="left" if col == "scorer" else "right")
         for key, label in (("model", "model"), ("manual", "manual card")):
             m = cal[key]
-            per = [f"{_fmt(m['by_band'][b]['predicted'], True)} / {_fmt(m['by_band'][b]['observed'], True)}" for b in bands]
-            c.add_row(label, f"{m['ece']:.4f}", f"{m['brier']:.4f}", _fmt(m["calibration_slope"]),
-                      _fmt(m["calibration_intercept"]), *per)
+            per = [
+                f"{_fmt(m['by_band'][b]['predicted'], True)} / {_fmt(m['by_band'][b]['observed'], True)}" for b in bands
+            ]
+            c.add_row(
+                label,
+                f"{m['ece']:.4f}",
+                f"{m['brier']:.4f}",
+                _fmt(m["calibration_slope"]),
+                _fmt(m["calibration_intercept"]),
+                *per,
+            )
         _console().print(c)
 
 
@@ -378,8 +445,7 @@ def compare(model: ModelOpt) -> None:
 
     m = _load_model(model)
     d = m.model_dir_
-    _print_weights(pd.read_csv(d / "weights.csv", keep_default_na=False,
-                               dtype={"flag": str, "direction_check": str}))
+    _print_weights(pd.read_csv(d / "weights.csv", keep_default_na=False, dtype={"flag": str, "direction_check": str}))
     _print_metrics(json.loads((d / "metrics.json").read_text()), m.card)
     contradicted = [c for c in m.audit_ if c.verdict == "contradicted"]
     for c in contradicted:
@@ -434,15 +500,21 @@ def _print_explanation(r, card) -> None:
     colors = {b.name: b.color for b in card.bands}
     con = _console()
     con.print(f"[bold]{r['customer_id']}[/]" + (f"  (snapshot {r['snapshot_date']})" if r.get("snapshot_date") else ""))
-    con.print(f"model: health [bold]{r['health_score']:.1f}[/] [{colors.get(r['band'], 'white')}]{r['band']}[/], "
-              f"churn probability {r['churn_probability']:.1%}, base score {r['base_score']:.1f}")
+    con.print(
+        f"model: health [bold]{r['health_score']:.1f}[/] [{colors.get(r['band'], 'white')}]{r['band']}[/], "
+        f"churn probability {r['churn_probability']:.1%}, base score {r['base_score']:.1f}"
+    )
     mm = r["manual"]
     if mm["score"] is not None:
-        con.print(f"manual card: score [bold]{mm['score']:.1f}[/] [{colors.get(mm['band'], 'white')}]{mm['band']}[/]"
-                  + (f", churn probability {mm['churn_probability']:.1%}" if mm["churn_probability"] is not None else "")
-                  + f", base score {mm['base_score']:.1f}")
-    for title, items, base, total in (("Model", r["contributions"], r["base_score"], r["health_score"]),
-                                      ("Manual card", mm["contributions"], mm["base_score"], mm["score"])):
+        con.print(
+            f"manual card: score [bold]{mm['score']:.1f}[/] [{colors.get(mm['band'], 'white')}]{mm['band']}[/]"
+            + (f", churn probability {mm['churn_probability']:.1%}" if mm["churn_probability"] is not None else "")
+            + f", base score {mm['base_score']:.1f}"
+        )
+    for title, items, base, total in (
+        ("Model", r["contributions"], r["base_score"], r["health_score"]),
+        ("Manual card", mm["contributions"], mm["base_score"], mm["score"]),
+    ):
         t = Table(title=f"{title}: contributions in health points (most negative first)")
         t.add_column("indicator")
         t.add_column("value", justify="right")

@@ -60,11 +60,13 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> 
 def reliability_table(p: np.ndarray, y: np.ndarray, bins: int = 10) -> pd.DataFrame:
     order = np.argsort(np.asarray(p, float), kind="stable")
     groups = [g for g in np.array_split(order, bins) if len(g)]
-    return pd.DataFrame({
-        "predicted": [float(np.mean(p[g])) for g in groups],
-        "observed": [float(np.mean(y[g])) for g in groups],
-        "rows": [len(g) for g in groups],
-    })
+    return pd.DataFrame(
+        {
+            "predicted": [float(np.mean(p[g])) for g in groups],
+            "observed": [float(np.mean(y[g])) for g in groups],
+            "rows": [len(g) for g in groups],
+        }
+    )
 
 
 def calibration_metrics(p: np.ndarray, y: np.ndarray, band, band_order: list[str]) -> dict[str, Any]:
@@ -72,13 +74,18 @@ def calibration_metrics(p: np.ndarray, y: np.ndarray, band, band_order: list[str
     outcome on logit(p): 1 and 0 when perfectly calibrated), observed vs predicted churn per band."""
     p = np.clip(np.asarray(p, float), 1e-12, 1 - 1e-12)
     y = np.asarray(y, int)
-    slope, intercept = (fit_platt(np.log(p / (1 - p)), y) if 0 < y.sum() < len(y) else (None, None))
+    slope, intercept = fit_platt(np.log(p / (1 - p)), y) if 0 < y.sum() < len(y) else (None, None)
     frame = pd.DataFrame({"band": pd.Categorical(np.asarray(band), categories=band_order), "p": p, "y": y})
     g = frame.groupby("band", observed=False)
     per_band = {
         b: {"rows": int(n), "predicted": None if n == 0 else float(pp), "observed": None if n == 0 else float(oo)}
-        for b, n, pp, oo in zip(band_order, g.size().reindex(band_order, fill_value=0),
-                                g["p"].mean().reindex(band_order), g["y"].mean().reindex(band_order), strict=True)
+        for b, n, pp, oo in zip(
+            band_order,
+            g.size().reindex(band_order, fill_value=0),
+            g["p"].mean().reindex(band_order),
+            g["y"].mean().reindex(band_order),
+            strict=True,
+        )
     }
     return {
         "ece": expected_calibration_error(p, y),

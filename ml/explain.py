@@ -51,7 +51,11 @@ def contributions(model, X: pd.DataFrame) -> Contributions:
     raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
     phi, bias = raw[:, :-1], raw[:, -1]
     margin = raw.sum(axis=1)
-    b = float(bias[0]) if len(bias) else float(model.booster_.predict(X.iloc[:0], pred_contrib=True, **predict_kw()).sum())
+    b = (
+        float(bias[0])
+        if len(bias)
+        else float(model.booster_.predict(X.iloc[:0], pred_contrib=True, **predict_kw()).sum())
+    )
     health = _health_of_margin(model, margin)
     base = float(_health_of_margin(model, np.array([b]))[0])
     delta = margin - b
@@ -59,12 +63,18 @@ def contributions(model, X: pd.DataFrame) -> Contributions:
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = np.where(small, 0.0, (health - base) / np.where(small, 1.0, delta))
     if small.any():
-        deriv = (_health_of_margin(model, np.array([b + _DELTA]))[0]
-                 - _health_of_margin(model, np.array([b - _DELTA]))[0]) / (2 * _DELTA)
+        deriv = (
+            _health_of_margin(model, np.array([b + _DELTA]))[0] - _health_of_margin(model, np.array([b - _DELTA]))[0]
+        ) / (2 * _DELTA)
         slope = np.where(small, deriv, slope)
     points = phi * slope[:, None]
-    return Contributions(points=pd.DataFrame(points, index=X.index, columns=model.schema_.names),
-                         base_score=base, score=health, margin=margin, log_odds=phi)
+    return Contributions(
+        points=pd.DataFrame(points, index=X.index, columns=model.schema_.names),
+        base_score=base,
+        score=health,
+        margin=margin,
+        log_odds=phi,
+    )
 
 
 def card_contributions(scorecard, frame: pd.DataFrame, base_subscores: np.ndarray) -> Contributions:
@@ -76,8 +86,11 @@ def card_contributions(scorecard, frame: pd.DataFrame, base_subscores: np.ndarra
     score = pts.sum(axis=1)
     score[np.isnan(pts).all(axis=1)] = np.nan
     contrib = pts - base_points
-    return Contributions(points=pd.DataFrame(contrib, index=frame.index, columns=card.names),
-                         base_score=float(base_points.sum()), score=score)
+    return Contributions(
+        points=pd.DataFrame(contrib, index=frame.index, columns=card.names),
+        base_score=float(base_points.sum()),
+        score=score,
+    )
 
 
 def mean_subscores(scorecard, frame: pd.DataFrame) -> np.ndarray:
@@ -214,16 +227,25 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
         return float(v) if v is not None and np.isfinite(v) else None
 
     items = [
-        {"indicator": name, "label": label, "value": value_of(name, f.column),
-         "points": finite(contrib.points[name].iloc[0]), "log_odds": finite(contrib.log_odds[0, j])}
+        {
+            "indicator": name,
+            "label": label,
+            "value": value_of(name, f.column),
+            "points": finite(contrib.points[name].iloc[0]),
+            "log_odds": finite(contrib.log_odds[0, j]),
+        }
         for j, (name, label, f) in enumerate(zip(model.schema_.names, labels, model.schema_.features, strict=True))
     ]
     items.sort(key=lambda d: d["points"])
     mc = card_contributions(model.scorecard_, row, model.manual_base_subscores_)
     manual_score = float(mc.score[0])
     manual_items = [
-        {"indicator": ind.name, "label": ind.label, "value": value_of(ind.name, ind.column),
-         "points": finite(mc.points[ind.name].iloc[0])}
+        {
+            "indicator": ind.name,
+            "label": ind.label,
+            "value": value_of(ind.name, ind.column),
+            "points": finite(mc.points[ind.name].iloc[0]),
+        }
         for ind in card.indicators
     ]
     manual_items.sort(key=lambda d: (d["points"] is None, d["points"] or 0.0))
@@ -237,10 +259,13 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
         "churn_probability": p,
         "base_score": contrib.base_score,
         "contributions": items,
-        "manual": {"score": None if np.isnan(manual_score) else manual_score,
-                   "band": None if pd.isna(mband) else str(mband),
-                   "churn_probability": mp,
-                   "base_score": mc.base_score, "contributions": manual_items},
+        "manual": {
+            "score": None if np.isnan(manual_score) else manual_score,
+            "band": None if pd.isna(mband) else str(mband),
+            "churn_probability": mp,
+            "base_score": mc.base_score,
+            "contributions": manual_items,
+        },
     }
     if card.date_column and card.date_column in row:
         out["snapshot_date"] = str(pd.Timestamp(row[card.date_column].iloc[0]).date())

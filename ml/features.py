@@ -31,9 +31,15 @@ class Feature:
     boolean: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "column": self.column, "kind": self.kind,
-                "in_scorecard": self.in_scorecard, "direction": self.direction,
-                "categories": list(self.categories), "boolean": self.boolean}
+        return {
+            "name": self.name,
+            "column": self.column,
+            "kind": self.kind,
+            "in_scorecard": self.in_scorecard,
+            "direction": self.direction,
+            "categories": list(self.categories),
+            "boolean": self.boolean,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,14 @@ class FeatureSchema:
             for c in missing:
                 lower = {u.lower().replace(" ", "_"): u for u in unexpected}
                 match = lower.get(c.lower().replace(" ", "_")) or next(
-                    iter(difflib.get_close_matches(c, unexpected, n=1, cutoff=0.8)), None)
+                    iter(difflib.get_close_matches(c, unexpected, n=1, cutoff=0.8)), None
+                )
                 if match:
                     hints.append(f"{match!r} looks like {c!r}")
             problems.append(f"missing column(s) {missing}")
-            problems.append(f"columns the model does not use: {unexpected[:20]}" + ("..." if len(unexpected) > 20 else ""))
+            problems.append(
+                f"columns the model does not use: {unexpected[:20]}" + ("..." if len(unexpected) > 20 else "")
+            )
             if hints:
                 problems.append("; ".join(hints))
         for f in self.features:
@@ -109,7 +118,8 @@ class FeatureSchema:
         if problems:
             expected = ", ".join(self.columns)
             raise DataError(
-                "data does not match the model's schema: " + "; ".join(problems)
+                "data does not match the model's schema: "
+                + "; ".join(problems)
                 + f". The model expects columns: {expected}. Fix the data or retrain on the new schema."
             )
 
@@ -132,8 +142,14 @@ def _pseudo(f: Feature) -> Indicator:
     """A stand-in indicator so the scorecard's converters can name the column in their messages."""
     from ml.card import Scoring
 
-    return Indicator(name=f.name, column=f.column, weight=0.0, direction=f.direction,
-                     scoring=Scoring("boolean" if f.boolean else "linear"), label=f.name)
+    return Indicator(
+        name=f.name,
+        column=f.column,
+        weight=0.0,
+        direction=f.direction,
+        scoring=Scoring("boolean" if f.boolean else "linear"),
+        label=f.name,
+    )
 
 
 def _learn_one(s: pd.Series, name: str, column: str, in_card: bool, ind: Indicator | None) -> Feature:
@@ -156,8 +172,9 @@ def _learn_one(s: pd.Series, name: str, column: str, in_card: bool, ind: Indicat
                 f"column {column!r} is text with {len(cats)} distinct values; too many for a category. "
                 "Drop it from model.extra_features or group its values."
             )
-        return Feature(name, column, CATEGORICAL, in_card, "none" if method != "categorical" else direction,
-                       categories=cats)
+        return Feature(
+            name, column, CATEGORICAL, in_card, "none" if method != "categorical" else direction, categories=cats
+        )
     return Feature(name, column, NUMERIC, in_card, direction)
 
 
@@ -195,8 +212,6 @@ def label_array(frame: pd.DataFrame, column: str) -> np.ndarray:
         y = text.map({"1": 1, "true": 1, "yes": 1, "y": 1, "0": 0, "false": 0, "no": 0, "n": 0})
         if y.isna().any():
             bad = pd.unique(s[y.isna()].astype(str))[:5].tolist()
-            raise DataError(
-                f"label column {column!r} must be 0/1 (or yes/no, true/false), found {bad}; recode it."
-            )
+            raise DataError(f"label column {column!r} must be 0/1 (or yes/no, true/false), found {bad}; recode it.")
         y = y.astype(int).to_numpy()
     return y

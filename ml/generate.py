@@ -71,8 +71,16 @@ def true_logit(frame: pd.DataFrame) -> np.ndarray:
 
 
 _TRUTH_COLUMNS = (
-    "login_trend", "logins_30d", "late_invoices_90d", "csat", "tickets_30d", "onboarding_completed",
-    "tenure_months", "first_response_minutes", "fcr_rate", "interactions_30d",
+    "login_trend",
+    "logins_30d",
+    "late_invoices_90d",
+    "csat",
+    "tickets_30d",
+    "onboarding_completed",
+    "tenure_months",
+    "first_response_minutes",
+    "fcr_rate",
+    "interactions_30d",
 )
 
 
@@ -88,8 +96,9 @@ def _importance(frame: pd.DataFrame) -> pd.Series:
     return (100 * s / s.sum()).sort_values(ascending=False)
 
 
-def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int = 0,
-                       horizon_days: int = 90, start: str = "2024-01-01") -> SyntheticData:
+def generate_snapshots(
+    n_customers: int = 2000, n_months: int = 12, *, seed: int = 0, horizon_days: int = 90, start: str = "2024-01-01"
+) -> SyntheticData:
     """Monthly snapshots for ``n_customers`` over ``n_months`` (see the module docstring)."""
     if n_customers < 1 or n_months < 1:
         raise DataError(f"need at least 1 customer and 1 month, got customers={n_customers}, months={n_months}.")
@@ -138,25 +147,42 @@ def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int
         # the onboarding of new customers gets done over their first months
         onboarded = onboarded | ((tenure >= 1) & (rng.random(n) < 0.12))
         feats = {
-            "tenure_months": tenure.astype(float), "interactions_30d": interactions,
-            "first_response_minutes": response, "fcr_rate": fcr, "csat": csat,
-            "logins_30d": logins, "login_trend": trend, "tickets_30d": tickets,
-            "late_invoices_90d": late, "onboarding_completed": onboarded.astype(float),
+            "tenure_months": tenure.astype(float),
+            "interactions_30d": interactions,
+            "first_response_minutes": response,
+            "fcr_rate": fcr,
+            "csat": csat,
+            "logins_30d": logins,
+            "login_trend": trend,
+            "tickets_30d": tickets,
+            "late_invoices_90d": late,
+            "onboarding_completed": onboarded.astype(float),
         }
         eta = BASE_LOGIT + sum(_terms(feats).values())
         churns = active & (rng.random(n) < 1 / (1 + np.exp(-eta)))
         if t < n_months and active.any():
             idx = np.flatnonzero(active)
-            piece = pd.DataFrame({
-                "customer_id": ids[idx], "snapshot_date": dates[t], "segment": SEGMENTS[seg_idx[idx]],
-                "plan": PLANS[plan_idx[idx]], "tenure_months": tenure[idx],
-                "interactions_30d": interactions[idx], "first_response_minutes": response[idx],
-                "fcr_rate": fcr[idx], "csat": csat[idx], "nps": nps[idx],
-                "logins_30d": logins[idx], "logins_prev_30d": logins_prev[idx],
-                "login_trend": np.round(trend[idx], 4), "tickets_30d": tickets[idx],
-                "late_invoices_90d": late[idx], "onboarding_completed": onboarded[idx],
-                "_month": t,
-            })
+            piece = pd.DataFrame(
+                {
+                    "customer_id": ids[idx],
+                    "snapshot_date": dates[t],
+                    "segment": SEGMENTS[seg_idx[idx]],
+                    "plan": PLANS[plan_idx[idx]],
+                    "tenure_months": tenure[idx],
+                    "interactions_30d": interactions[idx],
+                    "first_response_minutes": response[idx],
+                    "fcr_rate": fcr[idx],
+                    "csat": csat[idx],
+                    "nps": nps[idx],
+                    "logins_30d": logins[idx],
+                    "logins_prev_30d": logins_prev[idx],
+                    "login_trend": np.round(trend[idx], 4),
+                    "tickets_30d": tickets[idx],
+                    "late_invoices_90d": late[idx],
+                    "onboarding_completed": onboarded[idx],
+                    "_month": t,
+                }
+            )
             pieces.append(piece)
         churn_month[churns] = t
         alive &= ~churns
@@ -167,8 +193,14 @@ def generate_snapshots(n_customers: int = 2000, n_months: int = 12, *, seed: int
     cm = churn_month[_customer_index(frame, ids)]
     frame["churned"] = ((cm >= frame["_month"].to_numpy()) & (cm < frame["_month"].to_numpy() + horizon)).astype(int)
     frame = frame.drop(columns="_month")
-    for col in ("tenure_months", "interactions_30d", "logins_30d", "logins_prev_30d", "tickets_30d",
-                "late_invoices_90d"):
+    for col in (
+        "tenure_months",
+        "interactions_30d",
+        "logins_30d",
+        "logins_prev_30d",
+        "tickets_30d",
+        "late_invoices_90d",
+    ):
         frame[col] = frame[col].astype("int64")
     return SyntheticData(frame=frame, truth=_importance(frame), horizon_days=horizon_days)
 

@@ -24,9 +24,7 @@ def _format(path: Path) -> str:
         return "csv"
     if suffix in _PARQUET:
         return "parquet"
-    raise DataError(
-        f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file."
-    )
+    raise DataError(f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file.")
 
 
 def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:

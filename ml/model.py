@@ -97,8 +97,12 @@ class HealthModel:
 
     # ---------------------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        return {**DEFAULT_PARAMS, "num_threads": lgb_threads(), "seed": self.card.model.seed,
-                **dict(self.card.model.params)}
+        return {
+            **DEFAULT_PARAMS,
+            "num_threads": lgb_threads(),
+            "seed": self.card.model.seed,
+            **dict(self.card.model.params),
+        }
 
     def fit(self, frame: pd.DataFrame) -> HealthModel:
         card = self.card
@@ -121,8 +125,10 @@ class HealthModel:
         dup = frame.duplicated(keys)
         if dup.any():
             example = frame.loc[dup, keys].iloc[0].astype(str).tolist()
-            warn(f"{int(dup.sum())} row(s) repeat an earlier ({', '.join(keys)}) pair, e.g. {example}; "
-                 "duplicated snapshots weigh those customers twice. Deduplicate the data if unintended.")
+            warn(
+                f"{int(dup.sum())} row(s) repeat an earlier ({', '.join(keys)}) pair, e.g. {example}; "
+                "duplicated snapshots weigh those customers twice. Deduplicate the data if unintended."
+            )
         schema = FeatureSchema.learn(card, frame)
         X = schema.matrix(frame)  # data warnings (text in numeric columns ...) once, on all rows
         self._check_features(X, y, schema)
@@ -158,14 +164,18 @@ class HealthModel:
             if mode == "true":
                 for c in self.audit_:
                     if c.verdict == "contradicted":
-                        warn(f"direction of {c.indicator!r} is contradicted by the data ({c.evidence}), "
-                             "but model.monotone: true constrains it anyway; consider monotone: auto.")
+                        warn(
+                            f"direction of {c.indicator!r} is contradicted by the data ({c.evidence}), "
+                            "but model.monotone: true constrains it anyway; consider monotone: auto."
+                        )
         by_name = dict(zip(schema.names, constraints, strict=True))
         self.audit_ = [dataclasses.replace(c, constrained=by_name[c.indicator] != 0) for c in self.audit_]
         for c in self.audit_:
             if c.verdict == "contradicted":
-                warn(f"indicator {c.indicator!r}: {c.evidence}"
-                     + ("; left unconstrained in the model." if mode == "auto" else "."))
+                warn(
+                    f"indicator {c.indicator!r}: {c.evidence}"
+                    + ("; left unconstrained in the model." if mode == "auto" else ".")
+                )
 
         params = {**self.params(), "monotone_constraints": constraints}
         self.booster_ = self._train_booster(X, y, splits.train, splits.valid, params)
@@ -230,15 +240,19 @@ class HealthModel:
                 values = col.to_numpy(dtype=float)
                 distinct = np.unique(values[~np.isnan(values)]).size
             if distinct <= 1:
-                warn(f"feature {f.name!r} (column {f.column!r}) is constant ({distinct} distinct value); "
-                     "it cannot inform the model. Check the column or drop it.")
+                warn(
+                    f"feature {f.name!r} (column {f.column!r}) is constant ({distinct} distinct value); "
+                    "it cannot inform the model. Check the column or drop it."
+                )
                 continue
             if values is not None:
                 auc = _single_feature_auc(values, y)
                 if auc >= LEAKAGE_AUC:
-                    warn(f"feature {f.name!r} (column {f.column!r}) alone separates churners almost perfectly "
-                         f"(AUC {auc:.3f}): likely label leakage (a value recorded after the churn?). "
-                         "Check how the column is built.")
+                    warn(
+                        f"feature {f.name!r} (column {f.column!r}) alone separates churners almost perfectly "
+                        f"(AUC {auc:.3f}): likely label leakage (a value recorded after the churn?). "
+                        "Check how the column is built."
+                    )
 
     def _train_booster(self, X, y, train_idx, valid_idx, params, num_boost_round=None) -> lgb.Booster:
         spec = self.card.model
@@ -249,8 +263,14 @@ class HealthModel:
         callbacks = []
         if len(valid_idx) and 0 < y[valid_idx].sum() < len(valid_idx):
             callbacks.append(lgb.early_stopping(spec.early_stopping_rounds, verbose=False))
-        return lgb.train({**params, "metric": "binary_logloss"}, dtrain, num_boost_round=spec.num_boost_round,
-                         valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks)
+        return lgb.train(
+            {**params, "metric": "binary_logloss"},
+            dtrain,
+            num_boost_round=spec.num_boost_round,
+            valid_sets=[dvalid],
+            valid_names=["valid"],
+            callbacks=callbacks,
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):

@@ -54,8 +54,14 @@ def _subsample(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
 
 
-def propose_weights(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, X: pd.DataFrame,
-                    n_refits: int | None = None, progress: Callable[[str], None] = _noop) -> pd.DataFrame:
+def propose_weights(
+    model: HealthModel,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    X: pd.DataFrame,
+    n_refits: int | None = None,
+    progress: Callable[[str], None] = _noop,
+) -> pd.DataFrame:
     """``weights.csv``: manual weights beside the three proposals and their refit intervals."""
     card, schema, splits = model.card, model.schema_, model.splits_
     spec = card.model
@@ -88,8 +94,9 @@ def propose_weights(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, X: p
     for r in range(n_refits):
         progress(f"refit {r + 1}/{n_refits}")
         rows = splits.train[customer_subset(splits.train)]
-        booster = model._train_booster(X, y, rows, None, {**params, "seed": spec.seed + 100 + r},
-                                       num_boost_round=model.best_iteration_)
+        booster = model._train_booster(
+            X, y, rows, None, {**params, "seed": spec.seed + 100 + r}, num_boost_round=model.best_iteration_
+        )
         shap_runs.append(_shap_shares(booster, X.iloc[hold_refit]))
         local = _subsample(customer_subset(fit_rows), LINEAR_ROWS, spec.seed + r)
         lr = np.zeros(len(schema.features))
@@ -101,17 +108,23 @@ def propose_weights(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, X: p
 
     audit = {c.indicator: c for c in model.audit_}
     manual = np.array([card.weights.get(f.name, 0.0) if f.in_scorecard else 0.0 for f in schema.features])
-    base = pd.DataFrame({
-        "indicator": schema.names,
-        "column": schema.columns,
-        "in_scorecard": [f.in_scorecard for f in schema.features],
-        "manual": manual,
-    })
+    base = pd.DataFrame(
+        {
+            "indicator": schema.names,
+            "column": schema.columns,
+            "in_scorecard": [f.in_scorecard for f in schema.features],
+            "manual": manual,
+        }
+    )
     table = proposal_table(
         base,
         {"shap": shap_share, "gain": gain_share, "linear": linear_share},
-        {"shap_low": band(shap_runs, 5), "shap_high": band(shap_runs, 95),
-         "linear_low": band(linear_runs, 5), "linear_high": band(linear_runs, 95)},
+        {
+            "shap_low": band(shap_runs, 5),
+            "shap_high": band(shap_runs, 95),
+            "linear_low": band(linear_runs, 5),
+            "linear_high": band(linear_runs, 95),
+        },
     )
     table["manual"] = np.round(table["manual"], 6)
     table["shap_share"] = np.round(shap_share, 3)
@@ -150,7 +163,9 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
     yh = y[hold]
     order = [b.name for b in card.bands]
     pred = model.predict(fh, drivers=0)
-    ranking: dict[str, Any] = {"manual": ranking_metrics(pred["manual_score"].to_numpy(), pred["manual_band"], yh, order)}
+    ranking: dict[str, Any] = {
+        "manual": ranking_metrics(pred["manual_score"].to_numpy(), pred["manual_band"], yh, order)
+    }
     new_weights = {}
     for name in PROPOSALS:
         rc = reweighted_card(card, weights, name)
@@ -170,8 +185,9 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
         "slice_rows": cal["rows"],
         "slice_churners": cal["churners"],
         "model": calibration_metrics(pred["churn_probability"].to_numpy(), yh, pred["band"], order),
-        "manual": calibration_metrics(pred["manual_churn_probability"].to_numpy()[ok], yh[ok],
-                                      pred["manual_band"].to_numpy()[ok], order),
+        "manual": calibration_metrics(
+            pred["manual_churn_probability"].to_numpy()[ok], yh[ok], pred["manual_band"].to_numpy()[ok], order
+        ),
     }
     return {
         "holdout": {"rows": int(len(hold)), "churners": int(yh.sum()), "churn_rate": float(yh.mean())},
@@ -182,8 +198,16 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
     }
 
 
-def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, *, n_refits: int | None = None,
-          progress: Callable[[str], None] = _noop, plots: bool = True, mlflow_files: bool = True) -> TrainResult:
+def train(
+    card: Card,
+    frame: pd.DataFrame,
+    model_dir: str | Path | None = None,
+    *,
+    n_refits: int | None = None,
+    progress: Callable[[str], None] = _noop,
+    plots: bool = True,
+    mlflow_files: bool = True,
+) -> TrainResult:
     """Fit, propose weights, evaluate and (if ``model_dir``) write the model directory."""
     frame = frame.reset_index(drop=True)
     progress("fitting the churn model")
@@ -213,12 +237,17 @@ def train(card: Card, frame: pd.DataFrame, model_dir: str | Path | None = None, 
             from ml.plots import write_model_plots
 
             hold = model.splits_.holdout
+
             def hook(tmp: Path) -> None:
                 write_model_plots(model, frame.iloc[hold], y[hold], metrics, tmp)
 
         with quiet():
             result.model_dir = save_model(
-                model, model_dir, extra_files=extra, before_manifest=hook,
-                mlflow_example=frame.iloc[model.splits_.holdout[:3]] if mlflow_files else None)
+                model,
+                model_dir,
+                extra_files=extra,
+                before_manifest=hook,
+                mlflow_example=frame.iloc[model.splits_.holdout[:3]] if mlflow_files else None,
+            )
         model.model_dir_ = result.model_dir
     return result

@@ -51,7 +51,7 @@ def svg(fig) -> str:
     buf = io.StringIO()
     save(fig, buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def reliability_figure(metrics: dict):
@@ -61,12 +61,22 @@ def reliability_figure(metrics: dict):
     top = 0.0
     for key, color, label in (("model", "#1565c0", "model"), ("manual", "#ef6c00", "manual card")):
         rel = metrics["calibration"][key]["reliability"]
-        ax.plot(rel["predicted"], rel["observed"], marker="o", color=color,
-                label=f"{label} (ECE {metrics['calibration'][key]['ece']:.3f})")
+        ax.plot(
+            rel["predicted"],
+            rel["observed"],
+            marker="o",
+            color=color,
+            label=f"{label} (ECE {metrics['calibration'][key]['ece']:.3f})",
+        )
         top = max(top, max(rel["predicted"] + rel["observed"]))
     lim = min(1.0, top * 1.1 + 0.01)
-    ax.set(xlim=(0, lim), ylim=(0, lim), xlabel="predicted churn probability",
-           ylabel="observed churn rate", title="Reliability on held-out rows (10 equal-count bins)")
+    ax.set(
+        xlim=(0, lim),
+        ylim=(0, lim),
+        xlabel="predicted churn probability",
+        ylabel="observed churn rate",
+        title="Reliability on held-out rows (10 equal-count bins)",
+    )
     ax.legend(loc="upper left", frameon=False)
     return fig
 
@@ -86,8 +96,15 @@ def summary_figure(points: pd.DataFrame, X: pd.DataFrame, labels: list[str]):
         else:
             c = col.to_numpy(dtype=float)
         c = pd.Series(c).rank(pct=True).to_numpy()
-        ax.scatter(v, pos + rng.uniform(-0.3, 0.3, len(v)), c=np.nan_to_num(c, nan=0.5), cmap="coolwarm",
-                   s=4, alpha=0.6, linewidths=0)
+        ax.scatter(
+            v,
+            pos + rng.uniform(-0.3, 0.3, len(v)),
+            c=np.nan_to_num(c, nan=0.5),
+            cmap="coolwarm",
+            s=4,
+            alpha=0.6,
+            linewidths=0,
+        )
     ax.set_yticks(range(len(order)), [labels[j] for j in order])
     ax.axvline(0, color="#616161", lw=0.8)
     ax.set(xlabel="health points (negative = lowers the score)", title="Drivers of the health score (held-out rows)")
@@ -115,11 +132,15 @@ def write_model_plots(model, frame: pd.DataFrame, y: np.ndarray, metrics: dict, 
 
     out_dir = Path(out_dir)
     save(reliability_figure(metrics), out_dir / "reliability.png", dpi=110)
-    sample = frame.iloc[: MAX_POINTS] if len(frame) > MAX_POINTS else frame
+    sample = frame.iloc[:MAX_POINTS] if len(frame) > MAX_POINTS else frame
     X = model.schema_.matrix(sample)
     contrib = contributions(model, X)
     labels = feature_labels(model)
     save(summary_figure(contrib.points, X, labels), out_dir / "shap_summary.png", dpi=110)
     (out_dir / "plots").mkdir(exist_ok=True)
     for name, label in zip(model.schema_.names, labels, strict=True):
-        save(dependence_figure(contrib.points[name], X[name], label), out_dir / "plots" / f"dependence_{name}.png", dpi=90)
+        save(
+            dependence_figure(contrib.points[name], X[name], label),
+            out_dir / "plots" / f"dependence_{name}.png",
+            dpi=90,
+        )

@@ -57,9 +57,14 @@ def signature_and_example(model, frame: pd.DataFrame):
     outputs = [ColSpec(AnyType(), card.id_column)]
     if card.date_column:
         outputs.append(ColSpec("string", card.date_column, required=False))
-    outputs += [ColSpec("double", "health_score"), ColSpec("string", "band"), ColSpec("double", "churn_probability"),
-                ColSpec("double", "manual_score", required=False), ColSpec("string", "manual_band", required=False),
-                ColSpec("double", "manual_churn_probability", required=False)]
+    outputs += [
+        ColSpec("double", "health_score"),
+        ColSpec("string", "band"),
+        ColSpec("double", "churn_probability"),
+        ColSpec("double", "manual_score", required=False),
+        ColSpec("string", "manual_band", required=False),
+        ColSpec("double", "manual_churn_probability", required=False),
+    ]
     outputs += [ColSpec("string", f"driver_{i}", required=False) for i in (1, 2, 3)]
     cols = [card.id_column] + ([card.date_column] if card.date_column else []) + model.schema_.columns
     example = frame[cols].head(3).copy()
@@ -83,7 +88,14 @@ def write_mlflow_files(model, frame: pd.DataFrame, directory) -> None:
 
     signature, example = signature_and_example(model, frame)
     mlflow.pyfunc.save_model(
-        str(directory), loader_module="ml.pyfunc", signature=signature, input_example=example,
-        pip_requirements=[f"mlflow=={mlflow.__version__}", f"lightgbm=={lightgbm.__version__}",
-                          f"pandas=={pd.__version__}", "healthscore"],
+        str(directory),
+        loader_module="ml.pyfunc",
+        signature=signature,
+        input_example=example,
+        pip_requirements=[
+            f"mlflow=={mlflow.__version__}",
+            f"lightgbm=={lightgbm.__version__}",
+            f"pandas=={pd.__version__}",
+            "healthscore",
+        ],
     )

@@ -44,8 +44,13 @@ MAX_EXPLAINED = 10  # customers with a waterfall
 WATERFALL_STEPS = 8  # largest contributions drawn; the rest are grouped as "other"
 HEALTH_SCORES = (90, 80, 70, 60, 50, 40)
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-SCORER_NAMES = {"manual": "Manual card", "card_shap": "Card, SHAP weights", "card_gain": "Card, gain weights",
-                "card_linear": "Card, linear weights", "model": "Model"}
+SCORER_NAMES = {
+    "manual": "Manual card",
+    "card_shap": "Card, SHAP weights",
+    "card_gain": "Card, gain weights",
+    "card_linear": "Card, linear weights",
+    "model": "Model",
+}
 _FALLBACK_COLOR = "#757575"
 _NEG, _POS, _NEUTRAL = "#c62828", "#2e7d32", "#78909c"
 _MODEL_BLUE, _MANUAL_ORANGE, _LINEAR_GREEN = "#1565c0", "#ef6c00", "#558b2f"
@@ -129,8 +134,10 @@ def _band_colors(card) -> dict[str, str]:
         try:
             out[b.name] = to_hex(b.color)
         except ValueError:
-            warn(f"band {b.name!r}: color {b.color!r} is not a colour matplotlib knows; the report draws it "
-                 f"in grey. Use a hex colour like '#2e7d32' or a CSS colour name.")
+            warn(
+                f"band {b.name!r}: color {b.color!r} is not a colour matplotlib knows; the report draws it "
+                f"in grey. Use a hex colour like '#2e7d32' or a CSS colour name."
+            )
             out[b.name] = _FALLBACK_COLOR
     return out
 
@@ -171,18 +178,40 @@ def band_distribution_figure(counts: pd.DataFrame, colors: dict[str, str]):
     for off, key, hatch, alpha in ((-w / 2, "model", None, 1.0), (w / 2, "manual", "///", 0.45)):
         vals = counts[key].to_numpy()
         cols = [colors.get(b, _FALLBACK_COLOR) for b in bands]
-        bars = ax.bar(x + off, vals, w * 0.95, color=cols, alpha=alpha, hatch=hatch,
-                      edgecolor=cols if hatch is None else "#424242", linewidth=0.6)
+        bars = ax.bar(
+            x + off,
+            vals,
+            w * 0.95,
+            color=cols,
+            alpha=alpha,
+            hatch=hatch,
+            edgecolor=cols if hatch is None else "#424242",
+            linewidth=0.6,
+        )
         for rect, v in zip(bars, vals, strict=True):
-            ax.annotate(f"{int(v):,}\n{v / total[key]:.0%}", (rect.get_x() + rect.get_width() / 2, rect.get_height()),
-                        ha="center", va="bottom", fontsize=7.5, xytext=(0, 2), textcoords="offset points")
+            ax.annotate(
+                f"{int(v):,}\n{v / total[key]:.0%}",
+                (rect.get_x() + rect.get_width() / 2, rect.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
     ax.set_xticks(x, [_mpl_text(b) for b in bands])
     ax.set_ylabel("customers")
     ax.set_ylim(0, max(1, counts.to_numpy().max()) * 1.2)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(handles=[Patch(facecolor="#9e9e9e", label="model"),
-                       Patch(facecolor="#e0e0e0", hatch="///", edgecolor="#424242", label="manual card")],
-              frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
+    ax.legend(
+        handles=[
+            Patch(facecolor="#9e9e9e", label="model"),
+            Patch(facecolor="#e0e0e0", hatch="///", edgecolor="#424242", label="manual card"),
+        ],
+        frameon=False,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=2,
+    )
     return fig
 
 
@@ -215,7 +244,9 @@ def weights_figure(weights: pd.DataFrame, labels: dict[str, str]):
     ok, mid, half = interval("linear_low", "linear_high", in_card)
     if ok.any():
         ax.errorbar(mid[ok], y[ok] - h, xerr=half[ok], fmt="none", ecolor="#2b4a10", elinewidth=1, capsize=2.5)
-    names = [labels.get(str(i), str(i)) + ("" if c else " (extra)") for i, c in zip(w["indicator"], in_card, strict=True)]
+    names = [
+        labels.get(str(i), str(i)) + ("" if c else " (extra)") for i, c in zip(w["indicator"], in_card, strict=True)
+    ]
     ax.set_yticks(y, [_mpl_text(s) for s in names])
     ax.set_xlabel("points out of 100 (bars: 90 % interval over refits)")
     ax.spines[["top", "right"]].set_visible(False)
@@ -240,13 +271,28 @@ def churn_by_band_figure(ranking: dict, band_order: list[str], colors: dict[str,
         rows = ranking[key].get("rows_by_band", {})
         cols = [colors.get(b, _FALLBACK_COLOR) for b in band_order]
         vals = [0.0 if r is None else r for r in rates]
-        ax.bar(x + off, vals, w * 0.95, color=cols, alpha=alpha, hatch=hatch,
-               edgecolor=cols if hatch is None else "#424242", linewidth=0.6,
-               label="model" if key == "model" else "manual card")
+        ax.bar(
+            x + off,
+            vals,
+            w * 0.95,
+            color=cols,
+            alpha=alpha,
+            hatch=hatch,
+            edgecolor=cols if hatch is None else "#424242",
+            linewidth=0.6,
+            label="model" if key == "model" else "manual card",
+        )
         for xi, r, b in zip(x + off, rates, band_order, strict=True):
             txt = "no rows" if r is None else f"{r:.0%}\n(n={rows.get(b, 0):,})"
-            ax.annotate(txt, (xi, 0 if r is None else r), ha="center", va="bottom", fontsize=7,
-                        xytext=(0, 2), textcoords="offset points")
+            ax.annotate(
+                txt,
+                (xi, 0 if r is None else r),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
         top = max([top, *vals])
     ax.set_xticks(x, [_mpl_text(b) for b in band_order])
     ax.set_ylim(0, max(top * 1.3, 0.05))
@@ -283,13 +329,26 @@ def waterfall_figure(explanation: dict, steps: int = WATERFALL_STEPS, band_color
         ax.barh(y[i], abs(pts), 0.6, left=left, color=_NEG if pts < 0 else _POS)
         ax.plot([running, running], [y[i - 1] - 0.3, y[i] + 0.3], color="#9e9e9e", lw=0.6)
         end = running + pts
-        ax.annotate(_points(pts), (max(running, end), y[i]), xytext=(3, 0), textcoords="offset points",
-                    va="center", fontsize=7.5)
+        ax.annotate(
+            _points(pts),
+            (max(running, end), y[i]),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7.5,
+        )
         running = end
     ax.plot([running, running], [y[-2] - 0.3, y[-1] + 0.3], color="#9e9e9e", lw=0.6)
     ax.barh(y[-1], score, 0.6, color=final_color)
-    ax.annotate(f"{score:.1f}", (score, y[-1]), xytext=(3, 0), textcoords="offset points", va="center",
-                fontsize=7.5, fontweight="bold")
+    ax.annotate(
+        f"{score:.1f}",
+        (score, y[-1]),
+        xytext=(3, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=7.5,
+        fontweight="bold",
+    )
     ax.set_yticks(y, [_mpl_text(s) for s in labels])
     lo = min(base, score, *np.cumsum([base] + [r[1] for r in rows]))
     ax.set_xlim(max(0.0, lo - 12), min(100.0, max(base, score) + 8) if max(base, score) < 95 else 104)
@@ -308,8 +367,15 @@ class HealthReport:
     where ``weights.csv`` and ``metrics.json`` are read; sections that need them are skipped without.
     """
 
-    def __init__(self, model, frame: pd.DataFrame, *, model_dir: str | os.PathLike | None = None,
-                 max_at_risk: int = MAX_AT_RISK, max_explained: int = MAX_EXPLAINED):
+    def __init__(
+        self,
+        model,
+        frame: pd.DataFrame,
+        *,
+        model_dir: str | os.PathLike | None = None,
+        max_at_risk: int = MAX_AT_RISK,
+        max_explained: int = MAX_EXPLAINED,
+    ):
         model._check_fitted()
         card = model.card
         if card.id_column not in frame.columns:
@@ -370,10 +436,14 @@ class HealthReport:
     def band_counts(self) -> pd.DataFrame:
         order = [b.name for b in self.card.bands]
         p = self.predictions
-        return pd.DataFrame({
-            "model": pd.Series(np.asarray(p["band"], dtype=object)).value_counts().reindex(order, fill_value=0),
-            "manual": pd.Series(np.asarray(p["manual_band"], dtype=object)).value_counts().reindex(order, fill_value=0),
-        }).astype(int)
+        return pd.DataFrame(
+            {
+                "model": pd.Series(np.asarray(p["band"], dtype=object)).value_counts().reindex(order, fill_value=0),
+                "manual": pd.Series(np.asarray(p["manual_band"], dtype=object))
+                .value_counts()
+                .reindex(order, fill_value=0),
+            }
+        ).astype(int)
 
     def _read_model_file(self, name: str):
         if self.model_dir is None or not (self.model_dir / name).exists():
@@ -409,9 +479,16 @@ class HealthReport:
         manual_p = self.model.manual_calibrator_.predict_proba(-h)
         bands = assign_bands(h, self.card.bands, self.model.band_cuts_)
         mbands = assign_bands(h, self.card.bands, self.model.scorecard_.band_cuts_)
-        return [{"health": int(s), "probability": float(pp), "band": None if pd.isna(b) else str(b),
-                 "manual_probability": float(mp), "manual_band": None if pd.isna(mb) else str(mb)}
-                for s, pp, b, mp, mb in zip(h, p, bands, manual_p, mbands, strict=True)]
+        return [
+            {
+                "health": int(s),
+                "probability": float(pp),
+                "band": None if pd.isna(b) else str(b),
+                "manual_probability": float(mp),
+                "manual_band": None if pd.isna(mb) else str(mb),
+            }
+            for s, pp, b, mp, mb in zip(h, p, bands, manual_p, mbands, strict=True)
+        ]
 
     @cached_property
     def lowest_band(self) -> str:
@@ -450,7 +527,10 @@ class HealthReport:
             "rows": len(self.frame),
             "customers": int(ids.nunique()),
             "date_column": self._date_column,
-            "first_date": None, "last_date": None, "snapshot_dates": None, "stale_customers": 0,
+            "first_date": None,
+            "last_date": None,
+            "snapshot_dates": None,
+            "stale_customers": 0,
             "trained_rows": getattr(model, "n_rows_", None),
             "calibration": model.calibrator_.to_dict().get("method"),
             "scale": card.calibration.scale,
@@ -465,8 +545,12 @@ class HealthReport:
             d = self.dates
             last = d.max()
             latest = pd.to_datetime(self.latest[self._date_column], errors="coerce")
-            out.update(first_date=str(d.min().date()), last_date=str(last.date()),
-                       snapshot_dates=int(d.nunique()), stale_customers=int((latest < last).sum()))
+            out.update(
+                first_date=str(d.min().date()),
+                last_date=str(last.date()),
+                snapshot_dates=int(d.nunique()),
+                stale_customers=int((latest < last).sum()),
+            )
         out["holdout"] = (self.metrics or {}).get("holdout")
         return out
 
@@ -478,17 +562,26 @@ class HealthReport:
         rows = []
         for r in w.to_dict(orient="records"):
             in_card = bool(r.get("in_scorecard"))
-            rows.append({
-                "indicator": r["indicator"], "label": self.labels.get(r["indicator"], r["indicator"]),
-                "column": r.get("column", ""), "in_scorecard": in_card, "manual": _finite(r.get("manual")),
-                "shap": _finite(r.get("shap")), "shap_low": _finite(r.get("shap_low")),
-                "shap_high": _finite(r.get("shap_high")), "gain": _finite(r.get("gain")),
-                "linear": _finite(r.get("linear")) if in_card else None,
-                "linear_low": _finite(r.get("linear_low")) if in_card else None,
-                "linear_high": _finite(r.get("linear_high")) if in_card else None,
-                "direction": r.get("direction", ""), "direction_check": r.get("direction_check", ""),
-                "constrained": bool(r.get("constrained", False)), "flag": r.get("flag", ""),
-            })
+            rows.append(
+                {
+                    "indicator": r["indicator"],
+                    "label": self.labels.get(r["indicator"], r["indicator"]),
+                    "column": r.get("column", ""),
+                    "in_scorecard": in_card,
+                    "manual": _finite(r.get("manual")),
+                    "shap": _finite(r.get("shap")),
+                    "shap_low": _finite(r.get("shap_low")),
+                    "shap_high": _finite(r.get("shap_high")),
+                    "gain": _finite(r.get("gain")),
+                    "linear": _finite(r.get("linear")) if in_card else None,
+                    "linear_low": _finite(r.get("linear_low")) if in_card else None,
+                    "linear_high": _finite(r.get("linear_high")) if in_card else None,
+                    "direction": r.get("direction", ""),
+                    "direction_check": r.get("direction_check", ""),
+                    "constrained": bool(r.get("constrained", False)),
+                    "flag": r.get("flag", ""),
+                }
+            )
         return rows
 
     @cached_property
@@ -496,11 +589,20 @@ class HealthReport:
         if not self.metrics or "ranking" not in self.metrics:
             return []
         order = [b.name for b in self.card.bands]
-        return [{"key": k, "name": SCORER_NAMES.get(k, k), "roc_auc": m.get("roc_auc"),
-                 "lift": m.get("top_decile_lift"), "capture": m.get("at_risk_capture"),
-                 "bands": [{"band": b, "rate": m["churn_rate_by_band"].get(b), "rows": m.get("rows_by_band", {}).get(b, 0)}
-                           for b in order]}
-                for k, m in self.metrics["ranking"].items()]
+        return [
+            {
+                "key": k,
+                "name": SCORER_NAMES.get(k, k),
+                "roc_auc": m.get("roc_auc"),
+                "lift": m.get("top_decile_lift"),
+                "capture": m.get("at_risk_capture"),
+                "bands": [
+                    {"band": b, "rate": m["churn_rate_by_band"].get(b), "rows": m.get("rows_by_band", {}).get(b, 0)}
+                    for b in order
+                ],
+            }
+            for k, m in self.metrics["ranking"].items()
+        ]
 
     @cached_property
     def at_risk_rows(self) -> list[dict]:
@@ -509,16 +611,19 @@ class HealthReport:
         for r in self.at_risk.to_dict(orient="records"):
             drivers = [r[c] for c in ("driver_1", "driver_2", "driver_3") if isinstance(r.get(c), str) and r.get(c)]
             date = r.get(self._date_column) if self._date_column else None
-            out.append({
-                "customer_id": str(r[card.id_column]),
-                "date": None if date is None or pd.isna(date) else str(pd.Timestamp(date).date()),
-                "health_score": _finite(r["health_score"]), "band": None if pd.isna(r["band"]) else str(r["band"]),
-                "churn_probability": _finite(r["churn_probability"]),
-                "manual_score": _finite(r["manual_score"]),
-                "manual_band": None if pd.isna(r["manual_band"]) else str(r["manual_band"]),
-                "manual_churn_probability": _finite(r["manual_churn_probability"]),
-                "drivers": drivers,
-            })
+            out.append(
+                {
+                    "customer_id": str(r[card.id_column]),
+                    "date": None if date is None or pd.isna(date) else str(pd.Timestamp(date).date()),
+                    "health_score": _finite(r["health_score"]),
+                    "band": None if pd.isna(r["band"]) else str(r["band"]),
+                    "churn_probability": _finite(r["churn_probability"]),
+                    "manual_score": _finite(r["manual_score"]),
+                    "manual_band": None if pd.isna(r["manual_band"]) else str(r["manual_band"]),
+                    "manual_churn_probability": _finite(r["manual_churn_probability"]),
+                    "drivers": drivers,
+                }
+            )
         return out
 
     @cached_property
@@ -534,38 +639,60 @@ class HealthReport:
 
             charts["reliability"] = _svg(reliability_figure(self.metrics), "svg-reliability")
         if (self.metrics or {}).get("ranking"):
-            charts["churn_by_band"] = _svg(churn_by_band_figure(self.metrics["ranking"], order, self.colors),
-                                           "svg-churn-by-band")
-        charts["why"] = [_svg(waterfall_figure(e, band_colors=self.colors), f"svg-why-{i}")
-                         for i, e in enumerate(self.explanations)]
+            charts["churn_by_band"] = _svg(
+                churn_by_band_figure(self.metrics["ranking"], order, self.colors), "svg-churn-by-band"
+            )
+        charts["why"] = [
+            _svg(waterfall_figure(e, band_colors=self.colors), f"svg-why-{i}") for i, e in enumerate(self.explanations)
+        ]
         return charts
 
     @cached_property
     def summary(self) -> dict[str, Any]:
         """The report's content as JSON-ready data (no charts)."""
         cal = (self.metrics or {}).get("calibration", {})
-        return _jsonable({
-            "overview": self.overview,
-            "bands": {k: self.band_counts[k].to_dict() for k in ("model", "manual")},
-            "weights": self.weight_rows,
-            "calibration": {k: {"ece": cal[k].get("ece"), "brier": cal[k].get("brier")}
-                            for k in ("model", "manual") if k in cal} or None,
-            "ranking": self.ranking_rows or None,
-            "health_to_probability": self.health_table,
-            "at_risk": self.at_risk_rows,
-            "explained": [{"customer_id": e["customer_id"], "health_score": e["health_score"],
-                           "base_score": e["base_score"],
-                           "contributions": [{"indicator": c["indicator"], "points": c["points"]}
-                                             for c in e["contributions"]]}
-                          for e in self.explanations],
-        })
+        return _jsonable(
+            {
+                "overview": self.overview,
+                "bands": {k: self.band_counts[k].to_dict() for k in ("model", "manual")},
+                "weights": self.weight_rows,
+                "calibration": {
+                    k: {"ece": cal[k].get("ece"), "brier": cal[k].get("brier")} for k in ("model", "manual") if k in cal
+                }
+                or None,
+                "ranking": self.ranking_rows or None,
+                "health_to_probability": self.health_table,
+                "at_risk": self.at_risk_rows,
+                "explained": [
+                    {
+                        "customer_id": e["customer_id"],
+                        "health_score": e["health_score"],
+                        "base_score": e["base_score"],
+                        "contributions": [
+                            {"indicator": c["indicator"], "points": c["points"]} for c in e["contributions"]
+                        ],
+                    }
+                    for e in self.explanations
+                ],
+            }
+        )
 
     # ---- rendering -------------------------------------------------------------------------------
     def to_html(self) -> str:
-        return _env().get_template("report.html.j2").render(
-            r=self, o=self.overview, card=self.card, sections=SECTIONS, csp=CSP, colors=self.colors,
-            band_order=[b.name for b in self.card.bands], charts=self.charts,
-            why=list(zip(self.explanations, self.charts["why"], strict=True)),
+        return (
+            _env()
+            .get_template("report.html.j2")
+            .render(
+                r=self,
+                o=self.overview,
+                card=self.card,
+                sections=SECTIONS,
+                csp=CSP,
+                colors=self.colors,
+                band_order=[b.name for b in self.card.bands],
+                charts=self.charts,
+                why=list(zip(self.explanations, self.charts["why"], strict=True)),
+            )
         )
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -576,8 +703,13 @@ class HealthReport:
 def _env():
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=PackageLoader("ml", "templates"), autoescape=select_autoescape(default=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("ml", "templates"),
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(num=_num, pct=_pct, points=_points, value=_value_text)
     return env
 
@@ -587,8 +719,9 @@ def build_report(model, frame: pd.DataFrame, *, model_dir: str | os.PathLike | N
     return HealthReport(model, frame, model_dir=model_dir)
 
 
-def write_report(model, frame: pd.DataFrame, out_path: str | os.PathLike, *,
-                 model_dir: str | os.PathLike | None = None) -> HealthReport:
+def write_report(
+    model, frame: pd.DataFrame, out_path: str | os.PathLike, *, model_dir: str | os.PathLike | None = None
+) -> HealthReport:
     """Build the report and write its HTML to ``out_path`` atomically; returns the report (its
     ``summary`` serves the CLI's one-line output)."""
     from ml.io import write_text

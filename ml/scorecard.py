@@ -21,8 +21,9 @@ _FALSE = ("false", "no", "n", "f", "0", "0.0")
 
 
 # ---- small pure functions --------------------------------------------------------------------
-def assign_bands(scores: np.ndarray | pd.Series, bands: tuple[Band, ...],
-                 cuts: np.ndarray | None = None) -> pd.Categorical:
+def assign_bands(
+    scores: np.ndarray | pd.Series, bands: tuple[Band, ...], cuts: np.ndarray | None = None
+) -> pd.Categorical:
     """Band of each score. ``bands`` are highest first with inclusive ``min``; ``cuts`` overrides
     the mins (same order) for quantile bands. Scores are rounded to 1e-9 first so that a sum that
     lands on 79.99999999999 by floating-point error still reads 80. NaN scores get no band."""
@@ -76,8 +77,11 @@ def _boolean(series: pd.Series, ind: Indicator) -> np.ndarray:
         bad = ~np.isnan(x) & ~np.isin(x, (0.0, 1.0))
     else:
         text = series.astype("string").str.strip().str.lower()
-        x = np.where(text.isin(_TRUE).fillna(False).to_numpy(), 1.0,
-                     np.where(text.isin(_FALSE).fillna(False).to_numpy(), 0.0, np.nan))
+        x = np.where(
+            text.isin(_TRUE).fillna(False).to_numpy(),
+            1.0,
+            np.where(text.isin(_FALSE).fillna(False).to_numpy(), 0.0, np.nan),
+        )
         bad = series.notna().to_numpy() & np.isnan(x)
     if bad.any():
         examples = pd.unique(series[bad].astype(str))[:5].tolist()
@@ -255,8 +259,9 @@ class WeightedScorecard:
         self._check_fitted()
         return {
             "reference": {k: v.tolist() for k, v in self.reference_.items()},
-            "band_cuts": None if self.band_cuts_ is None else
-            [None if not np.isfinite(c) else float(c) for c in self.band_cuts_],
+            "band_cuts": None
+            if self.band_cuts_ is None
+            else [None if not np.isfinite(c) else float(c) for c in self.band_cuts_],
         }
 
     @classmethod

@@ -44,9 +44,12 @@ class Splits:
         out: dict[str, Any] = {"cutoff": self.cutoff, "time_aware": self.cutoff is not None, "slices": {}}
         for name in SLICES:
             idx = self.rows(name)
-            entry = {"rows": int(len(idx)), "churners": int(y[idx].sum()),
-                     "churn_rate": float(y[idx].mean()) if len(idx) else None,
-                     "customers": int((self.customer_slice == name).sum())}
+            entry = {
+                "rows": int(len(idx)),
+                "churners": int(y[idx].sum()),
+                "churn_rate": float(y[idx].mean()) if len(idx) else None,
+                "customers": int((self.customer_slice == name).sum()),
+            }
             if dates is not None and len(idx):
                 d = dates.iloc[idx]
                 entry["dates"] = [str(d.min().date()), str(d.max().date())]
@@ -65,7 +68,9 @@ def _assign_groups(ids: np.ndarray, ever: np.ndarray, fractions: dict[str, float
         pos = pos[rng.permutation(len(pos))]
         # equal-count quantiles of a random order: each group gets its share of this stratum
         u = (np.arange(len(pos)) + 0.5) / max(len(pos), 1)
-        groups[pos] = np.asarray(names, dtype=object)[np.searchsorted(cum, u * cum[-1], side="right").clip(0, len(names) - 1)]
+        groups[pos] = np.asarray(names, dtype=object)[
+            np.searchsorted(cum, u * cum[-1], side="right").clip(0, len(names) - 1)
+        ]
     return groups
 
 
@@ -104,14 +109,19 @@ def make_splits(frame: pd.DataFrame, y: np.ndarray, card: Card) -> Splits:
             cutoff = str(cutoff_ts.date())
             pos = np.arange(len(frame))
             return Splits(
-                train=pos[(row_group == "train") & ~recent], valid=pos[(row_group == "valid") & ~recent],
+                train=pos[(row_group == "train") & ~recent],
+                valid=pos[(row_group == "valid") & ~recent],
                 calibration=pos[row_group == "calibration"],
-                holdout=pos[(row_group == "holdout") & recent], cutoff=cutoff,
+                holdout=pos[(row_group == "holdout") & recent],
+                cutoff=cutoff,
                 customer_slice=pd.Series(groups, index=uniques, name="slice"),
             )
     pos = np.arange(len(frame))
     return Splits(
-        train=pos[row_group == "train"], valid=pos[row_group == "valid"],
-        calibration=pos[row_group == "calibration"], holdout=pos[row_group == "holdout"], cutoff=cutoff,
+        train=pos[row_group == "train"],
+        valid=pos[row_group == "valid"],
+        calibration=pos[row_group == "calibration"],
+        holdout=pos[row_group == "holdout"],
+        cutoff=cutoff,
         customer_slice=pd.Series(groups, index=uniques, name="slice"),
     )

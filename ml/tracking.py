@@ -63,7 +63,8 @@ def run_params(card, frame, result, config_path=None, data_path=None) -> dict[st
         "data_rows": len(frame),
         "data_customers": int(frame[card.id_column].nunique()),
         "churn_rate": round(float(pd.to_numeric(frame[card.label_column], errors="coerce").mean()), 6)
-        if pd.api.types.is_numeric_dtype(frame[card.label_column]) else "",
+        if pd.api.types.is_numeric_dtype(frame[card.label_column])
+        else "",
         "horizon_days": card.horizon_days,
         "monotone": card.model.monotone,
         "extra_features": ",".join(card.model.extra_features),
@@ -83,14 +84,34 @@ def run_params(card, frame, result, config_path=None, data_path=None) -> dict[st
 
 def run_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
-    _flatten("", {"ranking": metrics["ranking"], "holdout": metrics["holdout"],
-                  "calibration": {k: {kk: vv for kk, vv in v.items() if kk != "reliability"}
-                                  for k, v in metrics["calibration"].items() if isinstance(v, dict)}}, out)
+    _flatten(
+        "",
+        {
+            "ranking": metrics["ranking"],
+            "holdout": metrics["holdout"],
+            "calibration": {
+                k: {kk: vv for kk, vv in v.items() if kk != "reliability"}
+                for k, v in metrics["calibration"].items()
+                if isinstance(v, dict)
+            },
+        },
+        out,
+    )
     return out
 
 
-def tracked_training(card, frame, model_dir, *, config_path=None, data_path=None, experiment=None,
-                     n_refits=None, progress=lambda s: None, register: bool = True):
+def tracked_training(
+    card,
+    frame,
+    model_dir,
+    *,
+    config_path=None,
+    data_path=None,
+    experiment=None,
+    n_refits=None,
+    progress=lambda s: None,
+    register: bool = True,
+):
     """``pipeline.train`` inside an MLflow run; registers the model and sets ``@challenger``.
     A run that raises is marked FAILED (by ``mlflow.start_run``'s context manager)."""
     from ml.pipeline import train
@@ -105,8 +126,15 @@ def tracked_training(card, frame, model_dir, *, config_path=None, data_path=None
         mlflow.log_params(run_params(card, frame, result, config_path, data_path))
         mlflow.log_metrics(run_metrics(result.metrics))
         md = Path(result.model_dir)
-        for name in ("card.yaml", "weights.csv", "metrics.json", "split.json", "audit.json",
-                     "reliability.png", "shap_summary.png"):
+        for name in (
+            "card.yaml",
+            "weights.csv",
+            "metrics.json",
+            "split.json",
+            "audit.json",
+            "reliability.png",
+            "shap_summary.png",
+        ):
             if (md / name).exists():
                 mlflow.log_artifact(str(md / name))
         if (md / "plots").exists():

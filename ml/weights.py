@@ -57,8 +57,9 @@ def nonnegative_logistic_weights(S: np.ndarray, y: np.ndarray, sample_weight=Non
     return np.clip(res.x[1:], 0, None)
 
 
-def proposal_table(features: pd.DataFrame, proposals: dict[str, np.ndarray],
-                   intervals: dict[str, np.ndarray]) -> pd.DataFrame:
+def proposal_table(
+    features: pd.DataFrame, proposals: dict[str, np.ndarray], intervals: dict[str, np.ndarray]
+) -> pd.DataFrame:
     """``weights.csv``: one row per model feature; each proposal column rounded to total 100."""
     out = features.copy()
     for name, values in proposals.items():

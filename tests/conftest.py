@@ -33,8 +33,13 @@ _MINIMAL_CARD: dict[str, Any] = {
     "version": 1,
     "id_column": "customer_id",
     "indicators": [
-        {"name": name, "column": name, "weight": weight, "direction": "higher_is_better",
-         "scoring": {"method": "identity"}}
+        {
+            "name": name,
+            "column": name,
+            "weight": weight,
+            "direction": "higher_is_better",
+            "scoring": {"method": "identity"},
+        }
         for name, weight in zip(WORKED_NAMES, WORKED_WEIGHTS, strict=True)
     ],
     "missing": "renormalize",
@@ -53,8 +58,9 @@ def make_card_dict(**overrides: Any) -> dict[str, Any]:
     return d
 
 
-def single_indicator_card(scoring: dict[str, Any], direction: str = "higher_is_better",
-                          **overrides: Any) -> dict[str, Any]:
+def single_indicator_card(
+    scoring: dict[str, Any], direction: str = "higher_is_better", **overrides: Any
+) -> dict[str, Any]:
     """A card with one indicator `x` (weight 100), so the health score equals its sub-score."""
     ind = {"name": "x", "column": "x", "weight": 100, "direction": direction, "scoring": scoring}
     return make_card_dict(indicators=[ind], **overrides)

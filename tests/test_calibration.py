@@ -31,13 +31,16 @@ def _simulate(n, a, b, seed, scale=1.5):
 
 
 # ---- the health scale ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("p", "health"), [
-    (0.2, 80.0),  # 100 x (1 - 0.2): "Healthy >= 80" reads "at most 20 % risk"
-    (0.4, 60.0),
-    (0.0, 100.0),
-    (1.0, 0.0),
-    (0.05, 95.0),
-])
+@pytest.mark.parametrize(
+    ("p", "health"),
+    [
+        (0.2, 80.0),  # 100 x (1 - 0.2): "Healthy >= 80" reads "at most 20 % risk"
+        (0.4, 60.0),
+        (0.0, 100.0),
+        (1.0, 0.0),
+        (0.05, 95.0),
+    ],
+)
 def test_probability_scale_golden(p, health):
     assert probability_to_health(p) == pytest.approx(health)
     assert health_to_probability(health) == pytest.approx(p)
@@ -48,9 +51,15 @@ def test_probability_scale_golden(p, health):
 #   p = 2/11           odds 2/9 (doubled)   -> 70 - 10 = 60
 #   p = 4/13           odds 4/9 (x 4)       -> 50
 #   p = 1/19           odds 1/18 (halved)   -> 80
-@pytest.mark.parametrize(("p", "health"), [
-    (0.1, 70.0), (2 / 11, 60.0), (4 / 13, 50.0), (1 / 19, 80.0),
-])
+@pytest.mark.parametrize(
+    ("p", "health"),
+    [
+        (0.1, 70.0),
+        (2 / 11, 60.0),
+        (4 / 13, 50.0),
+        (1 / 19, 80.0),
+    ],
+)
 def test_odds_scale_golden(p, health):
     kw = {"base_rate": 0.1, "anchor": 70.0, "pdo": 10.0}
     assert probability_to_health(p, "odds", **kw) == pytest.approx(health, abs=1e-9)
@@ -72,10 +81,13 @@ def test_odds_scale_clips_to_0_100():
     assert 0 < h[2] < 70
 
 
-@pytest.mark.parametrize(("scale", "kwargs", "match"), [
-    ("odds", {}, r"odds scale needs the base churn rate"),
-    ("logit", {}, r"unknown health scale 'logit'"),
-])
+@pytest.mark.parametrize(
+    ("scale", "kwargs", "match"),
+    [
+        ("odds", {}, r"odds scale needs the base churn rate"),
+        ("logit", {}, r"unknown health scale 'logit'"),
+    ],
+)
 def test_scale_errors(scale, kwargs, match):
     with pytest.raises(ValueError, match=match):
         probability_to_health(0.3, scale, **kwargs)
@@ -193,11 +205,14 @@ def test_method_chosen_in_the_card_is_recorded():
     assert cal.state_["reason"] == "chosen in the card (calibration.method: sigmoid)"
 
 
-@pytest.mark.parametrize(("y", "match"), [
-    pytest.param(np.zeros(500, int), r"500 rows and 0 churners", id="no-churners"),
-    pytest.param(np.ones(500, int), r"500 rows and 500 churners", id="all-churners"),
-    pytest.param(np.zeros(0, int), r"0 rows and 0 churners", id="empty"),
-])
+@pytest.mark.parametrize(
+    ("y", "match"),
+    [
+        pytest.param(np.zeros(500, int), r"500 rows and 0 churners", id="no-churners"),
+        pytest.param(np.ones(500, int), r"500 rows and 500 churners", id="all-churners"),
+        pytest.param(np.zeros(0, int), r"0 rows and 0 churners", id="empty"),
+    ],
+)
 @pytest.mark.parametrize("method", ["auto", "sigmoid", "isotonic"])
 def test_single_class_slice_is_a_data_error(y, match, method):
     m = np.linspace(-1, 1, len(y))

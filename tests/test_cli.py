@@ -49,12 +49,14 @@ def _assert_one_line_error(result, exit_code=1):
 # ---- generate -----------------------------------------------------------------------------------
 def test_generate_writes_the_snapshots(runner, tmp_path):
     out, truth = tmp_path / "snap.csv", tmp_path / "truth.csv"
-    result = _invoke(runner, "generate", "--out", out, "--customers", 40, "--months", 3, "--seed", 5,
-                     "--truth", truth)
+    result = _invoke(runner, "generate", "--out", out, "--customers", 40, "--months", 3, "--seed", 5, "--truth", truth)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
-    match = re.search(r"wrote ([\d,]+) snapshots of (\d+) customers to .*snap\.csv \(churn within 90 days: "
-                      r"[\d.]+%\)", result.stdout)
+    match = re.search(
+        r"wrote ([\d,]+) snapshots of (\d+) customers to .*snap\.csv \(churn within 90 days: "
+        r"[\d.]+%\)",
+        result.stdout,
+    )
     assert match, result.stdout
     assert int(match.group(1).replace(",", "")) == len(frame)
     assert int(match.group(2)) == frame["customer_id"].nunique()
@@ -82,8 +84,7 @@ def test_score_worked_example(runner, tmp_path, worked):
     assert result.exit_code == 0, result.output
     assert "scored 1 rows" in result.stdout
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["customer_id", "health_score", "band", "coverage",
-                                    *[f"points__{n}" for n in NAMES]]
+    assert list(scores.columns) == ["customer_id", "health_score", "band", "coverage", *[f"points__{n}" for n in NAMES]]
     # 90 x 25% + 80 x 20% + 70 x 25% + 85 x 20% + 60 x 10% = 22.5 + 16 + 17.5 + 17 + 6 = 79 -> Stable
     row = scores.iloc[0]
     assert row["customer_id"] == "C1"
@@ -137,11 +138,14 @@ def test_score_missing_column(runner, tmp_path, worked, worked_frame):
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("args", "match"), [
-    pytest.param(["-c", "{tmp}/nope.yaml", "-d", "{data}"], r"nope\.yaml: card file not found", id="no-card"),
-    pytest.param(["-c", "{card}", "-d", "{tmp}/nope.csv"], r"nope\.csv: file not found", id="no-data"),
-    pytest.param(["-c", "{card}", "-d", "{tmp}/data.xlsx"], r"unknown table format '\.xlsx'", id="bad-suffix"),
-])
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        pytest.param(["-c", "{tmp}/nope.yaml", "-d", "{data}"], r"nope\.yaml: card file not found", id="no-card"),
+        pytest.param(["-c", "{card}", "-d", "{tmp}/nope.csv"], r"nope\.csv: file not found", id="no-data"),
+        pytest.param(["-c", "{card}", "-d", "{tmp}/data.xlsx"], r"unknown table format '\.xlsx'", id="bad-suffix"),
+    ],
+)
 def test_score_input_errors(runner, tmp_path, worked, args, match):
     card, data = worked
     filled = [a.format(tmp=tmp_path, card=card, data=data) for a in args]

@@ -155,8 +155,9 @@ def test_lower_csat_never_raises_the_score(model, holdout, model_contrib, decrem
     assert (c1.points["csat"].to_numpy() <= c0 + 1e-9).all()
     assert (c1.score <= h0 + 1e-9).all()
     # and the score shown by predict agrees
-    np.testing.assert_allclose(model.predict(after, drivers=0)["health_score"].to_numpy(), c1.score,
-                               rtol=0, atol=ADDITIVE)
+    np.testing.assert_allclose(
+        model.predict(after, drivers=0)["health_score"].to_numpy(), c1.score, rtol=0, atol=ADDITIVE
+    )
 
 
 # ---- driver text --------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def _parse_driver(text: str, labels: list[str]) -> tuple[str, str, float]:
     assert text.endswith(" points"), text
     pts = _POINTS.search(text)
     assert pts is not None, text
-    return label, text[len(label) + 1: ref.start()], float(pts.group(1))
+    return label, text[len(label) + 1 : ref.start()], float(pts.group(1))
 
 
 def _value_matches(value_text: str, raw, feature) -> bool:
@@ -275,11 +276,20 @@ def test_explain_json(runner, trained, data_file, holdout, model_contrib):
     ids = _customer_ids(holdout, model_contrib)
     latest = holdout.sort_values("snapshot_date").groupby("customer_id").tail(1).set_index("customer_id")
     for cid in ids:
-        result = runner.invoke(app, ["explain", "--model", str(model_dir), "--data", str(data_file),
-                                     "--customer", cid, "--json"])
+        result = runner.invoke(
+            app, ["explain", "--model", str(model_dir), "--data", str(data_file), "--customer", cid, "--json"]
+        )
         assert result.exit_code == 0, result.output
         out = json.loads(result.stdout)
-        for key in ("customer_id", "health_score", "band", "churn_probability", "base_score", "contributions", "manual"):
+        for key in (
+            "customer_id",
+            "health_score",
+            "band",
+            "churn_probability",
+            "base_score",
+            "contributions",
+            "manual",
+        ):
             assert key in out, key
         assert out["customer_id"] == cid
         assert {"score", "band", "base_score", "contributions"} <= set(out["manual"])
@@ -290,9 +300,12 @@ def test_explain_json(runner, trained, data_file, holdout, model_contrib):
         assert {it["indicator"] for it in out["contributions"]} == set(model.schema_.names)
         assert {it["indicator"] for it in out["manual"]["contributions"]} == set(model.card.names)
         assert out["base_score"] + sum(it["points"] for it in out["contributions"]) == pytest.approx(
-            out["health_score"], abs=ADDITIVE)
+            out["health_score"], abs=ADDITIVE
+        )
         m = out["manual"]
-        assert m["base_score"] + sum(it["points"] for it in m["contributions"]) == pytest.approx(m["score"], abs=ADDITIVE)
+        assert m["base_score"] + sum(it["points"] for it in m["contributions"]) == pytest.approx(
+            m["score"], abs=ADDITIVE
+        )
         # the same numbers as predict on the customer's latest snapshot
         row = latest.loc[[cid]].reset_index()
         pred = model.predict(row).iloc[0]
@@ -314,7 +327,9 @@ def test_explain_json_is_strict_json_without_card_data(runner, trained, holdout,
     data = tmp_path / "blank.csv"
     row.to_csv(data, index=False)
     cid = row["customer_id"].iloc[0]
-    result = runner.invoke(app, ["explain", "--model", str(model_dir), "--data", str(data), "--customer", cid, "--json"])
+    result = runner.invoke(
+        app, ["explain", "--model", str(model_dir), "--data", str(data), "--customer", cid, "--json"]
+    )
     assert result.exit_code == 0, result.output
 
     def reject(constant):
@@ -340,8 +355,9 @@ def test_explain_tables(runner, trained, data_file, holdout, model_contrib):
 
 def test_explain_unknown_customer(runner, trained, data_file):
     _, _, model_dir = trained
-    result = runner.invoke(app, ["explain", "--model", str(model_dir), "--data", str(data_file),
-                                 "--customer", "NO-SUCH-ID", "--json"])
+    result = runner.invoke(
+        app, ["explain", "--model", str(model_dir), "--data", str(data_file), "--customer", "NO-SUCH-ID", "--json"]
+    )
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -355,7 +371,9 @@ def test_explain_unknown_customer(runner, trained, data_file):
 def test_global_plots_are_saved_with_the_model(trained):
     model, _, model_dir = trained
     png = b"\x89PNG\r\n\x1a\n"
-    paths = [model_dir / "shap_summary.png"] + [model_dir / "plots" / f"dependence_{n}.png" for n in model.schema_.names]
+    paths = [model_dir / "shap_summary.png"] + [
+        model_dir / "plots" / f"dependence_{n}.png" for n in model.schema_.names
+    ]
     for p in paths:
         assert p.is_file(), p
         assert p.read_bytes()[:8] == png, p

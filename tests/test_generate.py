@@ -11,9 +11,23 @@ from ml.errors import DataError
 from ml.generate import generate_snapshots, true_logit
 
 REQUIRED_COLUMNS = [
-    "customer_id", "snapshot_date", "segment", "plan", "tenure_months", "interactions_30d",
-    "first_response_minutes", "fcr_rate", "csat", "nps", "logins_30d", "logins_prev_30d", "login_trend",
-    "tickets_30d", "late_invoices_90d", "onboarding_completed", "churned",
+    "customer_id",
+    "snapshot_date",
+    "segment",
+    "plan",
+    "tenure_months",
+    "interactions_30d",
+    "first_response_minutes",
+    "fcr_rate",
+    "csat",
+    "nps",
+    "logins_30d",
+    "logins_prev_30d",
+    "login_trend",
+    "tickets_30d",
+    "late_invoices_90d",
+    "onboarding_completed",
+    "churned",
 ]
 N_MONTHS = 6  # as in the `generated` fixture
 
@@ -123,13 +137,25 @@ def test_unpacks_to_frame_and_truth(generated):
     assert generated.horizon_days == 90
 
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    pytest.param({"n_customers": 0, "n_months": 3}, DataError, r"need at least 1 customer and 1 month, "
-                 r"got customers=0, months=3", id="no-customers"),
-    pytest.param({"n_customers": 5, "n_months": 0}, DataError, r"months=0", id="no-months"),
-    pytest.param({"n_customers": 5, "n_months": 3, "horizon_days": 0}, DataError,
-                 r"horizon_days must be positive, got 0", id="horizon"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        pytest.param(
+            {"n_customers": 0, "n_months": 3},
+            DataError,
+            r"need at least 1 customer and 1 month, "
+            r"got customers=0, months=3",
+            id="no-customers",
+        ),
+        pytest.param({"n_customers": 5, "n_months": 0}, DataError, r"months=0", id="no-months"),
+        pytest.param(
+            {"n_customers": 5, "n_months": 3, "horizon_days": 0},
+            DataError,
+            r"horizon_days must be positive, got 0",
+            id="horizon",
+        ),
+    ],
+)
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         generate_snapshots(**kwargs)

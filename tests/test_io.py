@@ -38,15 +38,29 @@ def test_read_selected_columns_ignores_absent_ones(tmp_path, frame, suffix):
     assert len(back) == len(frame)
 
 
-@pytest.mark.parametrize(("name", "content", "error", "match"), [
-    pytest.param("data.xlsx", b"x", DataError, r"data\.xlsx: unknown table format '\.xlsx'; use a \.csv or "
-                 r"\.parquet file", id="unknown-suffix"),
-    pytest.param("data", b"x", DataError, r"unknown table format ''", id="no-suffix"),
-    pytest.param("missing.csv", None, DataError, r"missing\.csv: file not found", id="missing-csv"),
-    pytest.param("missing.parquet", None, DataError, r"missing\.parquet: file not found", id="missing-parquet"),
-    pytest.param("broken.parquet", b"not a parquet file", DataError,
-                 r"broken\.parquet: could not read the table", id="corrupt-parquet"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "error", "match"),
+    [
+        pytest.param(
+            "data.xlsx",
+            b"x",
+            DataError,
+            r"data\.xlsx: unknown table format '\.xlsx'; use a \.csv or "
+            r"\.parquet file",
+            id="unknown-suffix",
+        ),
+        pytest.param("data", b"x", DataError, r"unknown table format ''", id="no-suffix"),
+        pytest.param("missing.csv", None, DataError, r"missing\.csv: file not found", id="missing-csv"),
+        pytest.param("missing.parquet", None, DataError, r"missing\.parquet: file not found", id="missing-parquet"),
+        pytest.param(
+            "broken.parquet",
+            b"not a parquet file",
+            DataError,
+            r"broken\.parquet: could not read the table",
+            id="corrupt-parquet",
+        ),
+    ],
+)
 def test_read_errors(tmp_path, name, content, error, match):
     path = tmp_path / name
     if content is not None:

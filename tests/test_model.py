@@ -38,23 +38,62 @@ TRUTH_CARD = {
     "date_column": "snapshot_date",
     "label_column": "churned",
     "indicators": [
-        {"name": "logins_30d", "column": "logins_30d", "weight": 20, "direction": "higher_is_better",
-         "scoring": {"method": "percentile"}},
-        {"name": "late_invoices_90d", "column": "late_invoices_90d", "weight": 15, "direction": "lower_is_better",
-         "scoring": {"method": "thresholds", "cuts": [1, 2, 3], "scores": [100, 60, 30, 0]}},
-        {"name": "csat", "column": "csat", "weight": 15, "direction": "higher_is_better",
-         "scoring": {"method": "linear", "worst": 1, "best": 5}},
-        {"name": "login_trend", "column": "login_trend", "weight": 15, "direction": "higher_is_better",
-         "scoring": {"method": "linear", "worst": -1, "best": 0.5}},
-        {"name": "fcr_rate", "column": "fcr_rate", "weight": 10, "direction": "higher_is_better",
-         "scoring": {"method": "linear", "worst": 0.5, "best": 0.9}},
-        {"name": "tickets_30d", "column": "tickets_30d", "weight": 10, "direction": "lower_is_better",
-         "scoring": {"method": "linear", "worst": 8, "best": 0}},
-        {"name": "first_response_minutes", "column": "first_response_minutes", "weight": 10,
-         "direction": "lower_is_better",
-         "scoring": {"method": "thresholds", "cuts": [30, 60, 120, 240], "scores": [100, 85, 60, 30, 0]}},
-        {"name": "interactions_30d", "column": "interactions_30d", "weight": 5, "direction": "higher_is_better",
-         "scoring": {"method": "linear", "worst": 0, "best": 4}},
+        {
+            "name": "logins_30d",
+            "column": "logins_30d",
+            "weight": 20,
+            "direction": "higher_is_better",
+            "scoring": {"method": "percentile"},
+        },
+        {
+            "name": "late_invoices_90d",
+            "column": "late_invoices_90d",
+            "weight": 15,
+            "direction": "lower_is_better",
+            "scoring": {"method": "thresholds", "cuts": [1, 2, 3], "scores": [100, 60, 30, 0]},
+        },
+        {
+            "name": "csat",
+            "column": "csat",
+            "weight": 15,
+            "direction": "higher_is_better",
+            "scoring": {"method": "linear", "worst": 1, "best": 5},
+        },
+        {
+            "name": "login_trend",
+            "column": "login_trend",
+            "weight": 15,
+            "direction": "higher_is_better",
+            "scoring": {"method": "linear", "worst": -1, "best": 0.5},
+        },
+        {
+            "name": "fcr_rate",
+            "column": "fcr_rate",
+            "weight": 10,
+            "direction": "higher_is_better",
+            "scoring": {"method": "linear", "worst": 0.5, "best": 0.9},
+        },
+        {
+            "name": "tickets_30d",
+            "column": "tickets_30d",
+            "weight": 10,
+            "direction": "lower_is_better",
+            "scoring": {"method": "linear", "worst": 8, "best": 0},
+        },
+        {
+            "name": "first_response_minutes",
+            "column": "first_response_minutes",
+            "weight": 10,
+            "direction": "lower_is_better",
+            "scoring": {"method": "thresholds", "cuts": [30, 60, 120, 240], "scores": [100, 85, 60, 30, 0]},
+        },
+        {
+            "name": "interactions_30d",
+            "column": "interactions_30d",
+            "weight": 5,
+            "direction": "higher_is_better",
+            "scoring": {"method": "linear", "worst": 0, "best": 4},
+        },
     ],
     "missing": "renormalize",
     "bands": BANDS,
@@ -92,8 +131,9 @@ def _flip_product_activity(raw: dict) -> dict:
 @pytest.fixture(scope="module")
 def right_run(snapshots, default_card_raw, tmp_path_factory):
     card = parse_card(default_card_raw())
-    return train(card, snapshots.frame, tmp_path_factory.mktemp("right") / "model", n_refits=0,
-                 plots=False, mlflow_files=False)
+    return train(
+        card, snapshots.frame, tmp_path_factory.mktemp("right") / "model", n_refits=0, plots=False, mlflow_files=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +142,14 @@ def flipped_run(snapshots, default_card_raw, tmp_path_factory):
     card = parse_card(_flip_product_activity(default_card_raw()))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = train(card, snapshots.frame, tmp_path_factory.mktemp("flipped") / "model", n_refits=0,
-                       plots=False, mlflow_files=False)
+        result = train(
+            card,
+            snapshots.frame,
+            tmp_path_factory.mktemp("flipped") / "model",
+            n_refits=0,
+            plots=False,
+            mlflow_files=False,
+        )
     return result, [w for w in caught if issubclass(w.category, HealthScoreWarning)]
 
 
@@ -157,8 +203,10 @@ def test_model_beats_the_manual_card_by_005_auc(right_run):
 
 
 # ---- a wrongly declared direction ---------------------------------------------------------------
-EVIDENCE = re.compile(r"higher `logins_30d` goes with (MORE|LESS) churn: (\d+)% churn in the lowest quartile, "
-                      r"(\d+)% in the highest \(declared lower_is_better\)")
+EVIDENCE = re.compile(
+    r"higher `logins_30d` goes with (MORE|LESS) churn: (\d+)% churn in the lowest quartile, "
+    r"(\d+)% in the highest \(declared lower_is_better\)"
+)
 
 
 def test_audit_flags_the_wrong_direction(flipped_run):
@@ -222,7 +270,7 @@ def test_no_customer_in_two_slices(right_run, snapshots):
     customers = _slice_customers(right_run.model, snapshots.frame)
     for i, a in enumerate(SLICES):
         assert customers[a], a
-        for b in SLICES[i + 1:]:
+        for b in SLICES[i + 1 :]:
             assert not customers[a] & customers[b], (a, b)
 
 
@@ -287,17 +335,32 @@ def test_split_without_a_date_is_grouped_and_stratified(snapshots):
 
 # ---- too little or suspicious data --------------------------------------------------------------
 def _hundred_rows(frame):
-    return pd.concat([frame[frame["churned"] == 0].sample(90, random_state=0),
-                      frame[frame["churned"] == 1].sample(10, random_state=0)])
+    return pd.concat(
+        [
+            frame[frame["churned"] == 0].sample(90, random_state=0),
+            frame[frame["churned"] == 1].sample(10, random_state=0),
+        ]
+    )
 
 
-@pytest.mark.parametrize(("make", "match"), [
-    pytest.param(_hundred_rows, rf"the training slice has \d+ rows and \d+ churners; at least {MIN_TRAIN_ROWS} "
-                 rf"rows and {MIN_TRAIN_CHURNERS} churners are needed", id="100-rows"),
-    pytest.param(lambda f: f.assign(churned=0), r"label column 'churned' has a single class \(no churners "
-                 r"in [\d,]+ rows\)", id="no-churners"),
-    pytest.param(lambda f: f.assign(churned=1), r"single class \(all churned", id="all-churned"),
-])
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        pytest.param(
+            _hundred_rows,
+            rf"the training slice has \d+ rows and \d+ churners; at least {MIN_TRAIN_ROWS} "
+            rf"rows and {MIN_TRAIN_CHURNERS} churners are needed",
+            id="100-rows",
+        ),
+        pytest.param(
+            lambda f: f.assign(churned=0),
+            r"label column 'churned' has a single class \(no churners "
+            r"in [\d,]+ rows\)",
+            id="no-churners",
+        ),
+        pytest.param(lambda f: f.assign(churned=1), r"single class \(all churned", id="all-churned"),
+    ],
+)
 def test_too_little_data_is_a_data_error(make, match, mid_frame, default_card_raw):
     card = parse_card(default_card_raw())
     with pytest.raises(DataError, match=match):
@@ -333,8 +396,7 @@ def test_card_rejects_probability_distorting_params(param, default_card_raw):
 # ---- determinism --------------------------------------------------------------------------------
 def test_training_twice_gives_identical_weights_and_metrics(mid_frame, default_card_raw, tmp_path):
     card = parse_card(default_card_raw())
-    runs = [train(card, mid_frame, tmp_path / name, n_refits=2, plots=False, mlflow_files=False)
-            for name in ("a", "b")]
+    runs = [train(card, mid_frame, tmp_path / name, n_refits=2, plots=False, mlflow_files=False) for name in ("a", "b")]
     for name in ("weights.csv", "metrics.json", "split.json", "audit.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     pd.testing.assert_frame_equal(runs[0].weights, runs[1].weights, check_exact=True)

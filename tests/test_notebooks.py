@@ -29,8 +29,11 @@ def kernel_specs(tmp_path_factory) -> KernelSpecManager:
     """Only one kernelspec, ``python3``, running this interpreter's ipykernel."""
     kernels = tmp_path_factory.mktemp("jupyter") / "kernels"
     (kernels / "python3").mkdir(parents=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (healthscore tests)", "language": "python"}
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (healthscore tests)",
+        "language": "python",
+    }
     (kernels / "python3" / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
     return KernelSpecManager(kernel_dirs=[str(kernels)], ensure_native_kernel=False)
 
@@ -49,8 +52,9 @@ def test_notebook_is_stored_clean_and_runs(path, kernel_specs, tmp_path, tmp_pat
     assert all(c.outputs == [] and c.execution_count is None for c in code), f"{path.name} is stored with outputs"
 
     km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=kernel_specs)
-    client = NotebookClient(nb, km=km, timeout=TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, km=km, timeout=TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     # the notebooks' tempfile.mkdtemp() lands in pytest's temp dir, which pytest cleans up
     scratch = tmp_path_factory.mktemp(f"{path.stem}-tmp")
     client.execute(env={**os.environ, "TMPDIR": str(scratch)})  # raises CellExecutionError on a failing cell

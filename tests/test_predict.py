@@ -30,9 +30,19 @@ from ml.generate import generate_snapshots
 from ml.model import HealthModel
 from ml.pipeline import train
 
-PREDICTION_COLUMNS = ["customer_id", "snapshot_date", "health_score", "band", "churn_probability",
-                      "manual_score", "manual_band", "manual_churn_probability",
-                      "driver_1", "driver_2", "driver_3"]
+PREDICTION_COLUMNS = [
+    "customer_id",
+    "snapshot_date",
+    "health_score",
+    "band",
+    "churn_probability",
+    "manual_score",
+    "manual_band",
+    "manual_churn_probability",
+    "driver_1",
+    "driver_2",
+    "driver_3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +73,13 @@ def test_heldout_ece_on_generated_data(trained, big, holdout, holdout_pred):
     cal = trained.metrics["calibration"]
     ece = cal["model"]["ece"]
     # the metric is what the predictions give on the held-out rows
-    assert ece == pytest.approx(expected_calibration_error(holdout_pred["churn_probability"].to_numpy(),
-                                                           holdout["churned"].to_numpy()), abs=1e-12)
-    assert ece <= 0.02, (f"held-out ECE {ece:.4f} > 0.02 ({len(big):,} rows, {cal['method']} calibration on "
-                         f"{cal['slice_rows']:,} rows)")
+    assert ece == pytest.approx(
+        expected_calibration_error(holdout_pred["churn_probability"].to_numpy(), holdout["churned"].to_numpy()),
+        abs=1e-12,
+    )
+    assert ece <= 0.02, (
+        f"held-out ECE {ece:.4f} > 0.02 ({len(big):,} rows, {cal['method']} calibration on {cal['slice_rows']:,} rows)"
+    )
 
 
 def test_iranian_data_is_the_published_file(data_dir):
@@ -94,8 +107,10 @@ def test_heldout_ece_on_iranian_churn(iranian):
     result = train(card, frame, None)
     cal = result.metrics["calibration"]
     ece = cal["model"]["ece"]
-    assert ece <= 0.035, (f"held-out ECE {ece:.4f} > 0.035 on the Iranian churn data "
-                          f"({result.metrics['holdout']['rows']} held-out rows, {cal['method']} calibration)")
+    assert ece <= 0.035, (
+        f"held-out ECE {ece:.4f} > 0.035 on the Iranian churn data "
+        f"({result.metrics['holdout']['rows']} held-out rows, {cal['method']} calibration)"
+    )
     assert result.metrics["ranking"]["model"]["roc_auc"] > 0.85
 
 
@@ -126,9 +141,11 @@ def test_health_ranks_customers_exactly_as_the_margin(trained, holdout, holdout_
     margin = trained.model.margin(holdout)
     health = holdout_pred["health_score"].to_numpy()
     differ = np.flatnonzero(rankdata(margin) != rankdata(-health))
-    assert len(differ) == 0, (f"{len(differ)} of {len(margin)} rows ranked differently by health than by "
-                              f"margin, e.g. margins {margin[differ[:4]].tolist()} -> health "
-                              f"{health[differ[:4]].tolist()}")
+    assert len(differ) == 0, (
+        f"{len(differ)} of {len(margin)} rows ranked differently by health than by "
+        f"margin, e.g. margins {margin[differ[:4]].tolist()} -> health "
+        f"{health[differ[:4]].tolist()}"
+    )
 
 
 def test_drivers_do_not_change_the_numbers(trained, holdout, holdout_pred):
@@ -173,8 +190,7 @@ def test_one_customer_alone_scores_as_in_a_batch_of_10000(trained, big):
     shuffled = batch.sample(frac=1, random_state=1)
     again = model.predict(shuffled).set_index(shuffled.index).loc[batch.index].reset_index(drop=True)
     pd.testing.assert_frame_equal(again, together, check_exact=True)
-    chunks = pd.concat([model.predict(batch.iloc[s:s + 777]) for s in range(0, len(batch), 777)],
-                       ignore_index=True)
+    chunks = pd.concat([model.predict(batch.iloc[s : s + 777]) for s in range(0, len(batch), 777)], ignore_index=True)
     pd.testing.assert_frame_equal(chunks, together, check_exact=True)
 
 
@@ -191,16 +207,22 @@ def test_reloaded_model_in_a_new_process_predicts_identical_numbers(trained, hol
     rows = holdout.head(3000)
     src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
     rows.to_parquet(src)
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(trained.model_dir), str(src), str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(trained.model_dir), str(src), str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     # the in-memory model's predictions, through the same parquet round trip
     expected_path = tmp_path / "expected.parquet"
     trained.model.predict(pd.read_parquet(src)).to_parquet(expected_path)
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(expected_path), check_exact=True)
     # and a reload in this process agrees with the in-memory model before any round trip
-    pd.testing.assert_frame_equal(load_model(trained.model_dir).predict(rows), trained.model.predict(rows),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        load_model(trained.model_dir).predict(rows), trained.model.predict(rows), check_exact=True
+    )
 
 
 # ---- scoring new data ---------------------------------------------------------------------------
@@ -237,7 +259,9 @@ def test_schema_drift_is_one_error_listing_missing_and_unexpected(trained, holdo
 
 def test_schema_drift_text_column(trained, holdout):
     drifted = holdout.head(50).assign(csat="n/a")
-    with pytest.raises(DataError, match=r"column 'csat' should be numeric but holds text in 50 row\(s\), e\.g\. \['n/a'\]"):
+    with pytest.raises(
+        DataError, match=r"column 'csat' should be numeric but holds text in 50 row\(s\), e\.g\. \['n/a'\]"
+    ):
         trained.model.predict(drifted)
 
 

@@ -116,7 +116,7 @@ def test_driver_text_and_categories_are_escaped(trained):
     _, model, frame = trained
     rep = build_report(model, frame)
     rows = [dict(r) for r in rep.at_risk_rows]
-    rows[0]["drivers"] = ['plan <img src=x onerror=alert(2)>: -3 points']
+    rows[0]["drivers"] = ["plan <img src=x onerror=alert(2)>: -3 points"]
     rep.__dict__["at_risk_rows"] = rows  # the cached value the template reads
     html = rep.to_html()
     assert "plan &lt;img src=x onerror=alert(2)&gt;: -3 points" in html
@@ -125,7 +125,9 @@ def test_driver_text_and_categories_are_escaped(trained):
 
 def test_svg_text_is_escaped_and_dollar_is_not_mathtext():
     explanation = {
-        "band": "At risk", "base_score": 80.0, "health_score": 50.0,
+        "band": "At risk",
+        "base_score": 80.0,
+        "health_score": 50.0,
         "contributions": [
             {"label": "plan", "value": "<script>x</script> & $5 plan", "points": -20.0},
             {"label": "CSAT", "value": 2.25, "points": -12.0},
@@ -175,7 +177,7 @@ def test_at_risk_table_is_sorted_by_churn_probability_descending(report, html):
     assert set(in_lowest["customer_id"].head(50)) <= set(table["customer_id"])
     assert len(table) == min(50, max(len(in_lowest), MIN_AT_RISK))
     # the HTML rows come in the same order, and their probabilities descend
-    section = html[html.index('<section id="at-risk">'):html.index('<section id="why">')]
+    section = html[html.index('<section id="at-risk">') : html.index('<section id="why">')]
     ids = re.findall(r'<td class="id">(.*?)(?: <span class="sub">.*?</span>)?</td>', section)
     assert ids == table["customer_id"].astype(str).tolist()
     shown = [float(x) for x in re.findall(r'<td class="n p">([\d.]+)%</td>', section)]
@@ -208,7 +210,7 @@ def test_health_score_to_probability_table(report, html):
     assert table[90]["band"] == "Healthy" and table[40]["band"] == "At risk"
     manual = [row["manual_probability"] for row in report.health_table]
     assert manual == sorted(manual)  # lower manual score, higher churn
-    assert "<td class=\"n\">30.0%</td>" in html
+    assert '<td class="n">30.0%</td>' in html
 
 
 def test_weights_and_metrics_come_from_the_model_directory(trained, report, html):

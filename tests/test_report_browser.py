@@ -31,8 +31,16 @@ from ml.report import SECTIONS, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 A4_CSS_PX = 703  # 210 mm - 2 x 12 mm page margins, at 96 px per inch
 
 pytestmark = pytest.mark.browser
@@ -84,8 +92,11 @@ class DevTools:
         self.stderr = open(profile / "chromium.log", "wb")  # closed in close()
         self.proc = subprocess.Popen(
             [str(CHROMIUM), *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
-            preexec_fn=wire, close_fds=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            preexec_fn=wire,
+            close_fds=False,
         )
         for fd in high:
             os.close(fd)
@@ -154,8 +165,9 @@ class DevTools:
         return s, [e for e in self.events[mark:] if e.get("sessionId") == s]
 
     def resize(self, session: str, width: int, height: int = 900) -> None:
-        self.send("Emulation.setDeviceMetricsOverride", session, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride", session, width=width, height=height, deviceScaleFactor=1, mobile=False
+        )
 
     def evaluate(self, session: str, expression: str):
         r = self.send("Runtime.evaluate", session, expression=expression, returnByValue=True)
@@ -210,9 +222,17 @@ OVERFLOW = """(() => {
 def test_screenshot_of_the_report(report_path, tmp_path):
     shot = tmp_path / "shot.png"
     run = subprocess.run(
-        [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-         "--window-size=1280,2000", report_path.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(CHROMIUM),
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            report_path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -225,17 +245,21 @@ def test_no_network_request_and_no_console_error(browser, report_path):
     session, events = browser.open(url)
     assert any(e["method"] == "Network.requestWillBeSent" for e in events)  # the page itself was seen
     assert problems(events, url) == []
-    page = browser.evaluate(session, "({title: document.title, h2: [...document.querySelectorAll('h2')].map(h => h.textContent),"
-                                     " svgs: document.querySelectorAll('svg').length,"
-                                     " scripts: document.scripts.length, ids: [...document.querySelectorAll('td.id')].map(t => t.firstChild.textContent.trim())})")
+    page = browser.evaluate(
+        session,
+        "({title: document.title, h2: [...document.querySelectorAll('h2')].map(h => h.textContent),"
+        " svgs: document.querySelectorAll('svg').length,"
+        " scripts: document.scripts.length, ids: [...document.querySelectorAll('td.id')].map(t => t.firstChild.textContent.trim())})",
+    )
     assert page["h2"] == [title for _, title in SECTIONS]
     assert page["svgs"] >= 5
     assert page["scripts"] == 0
     assert "<script>alert(1)</script>" in page["ids"]  # shown as text, not run
 
 
-@pytest.mark.parametrize(("width", "media"), [(1280, "screen"), (1024, "screen"), (700, "screen"),
-                                              (A4_CSS_PX, "print")])
+@pytest.mark.parametrize(
+    ("width", "media"), [(1280, "screen"), (1024, "screen"), (700, "screen"), (A4_CSS_PX, "print")]
+)
 def test_no_horizontal_scroll(browser, report_path, width, media):
     session, _ = browser.open(report_path.as_uri(), width=width)
     browser.send("Emulation.setEmulatedMedia", session, media=media)
@@ -245,21 +269,26 @@ def test_no_horizontal_scroll(browser, report_path, width, media):
 
 def test_prints_to_pdf(browser, report_path):
     session, _ = browser.open(report_path.as_uri())
-    pdf = base64.b64decode(browser.send("Page.printToPDF", session, paperWidth=8.27, paperHeight=11.69,
-                                        preferCSSPageSize=True)["data"])
+    pdf = base64.b64decode(
+        browser.send("Page.printToPDF", session, paperWidth=8.27, paperHeight=11.69, preferCSSPageSize=True)["data"]
+    )
     assert pdf[:5] == b"%PDF-" and len(pdf) > 50_000
 
 
-@pytest.mark.parametrize(("csp", "expected"), [(False, "request: http://127.0.0.1:65535/x.png"),
-                                               (True, "log error: ")],
-                         ids=["request seen", "blocked by the CSP and logged"])
+@pytest.mark.parametrize(
+    ("csp", "expected"),
+    [(False, "request: http://127.0.0.1:65535/x.png"), (True, "log error: ")],
+    ids=["request seen", "blocked by the CSP and logged"],
+)
 def test_the_checks_catch_an_external_image(browser, tmp_path, csp, expected):
     """Control: the same checks flag a page that asks for an external image."""
     from ml.report import CSP
 
     meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' if csp else ""
     page = tmp_path / "external.html"
-    page.write_text(f'<!DOCTYPE html><html><head>{meta}</head><body><img src="http://127.0.0.1:65535/x.png"></body></html>')
+    page.write_text(
+        f'<!DOCTYPE html><html><head>{meta}</head><body><img src="http://127.0.0.1:65535/x.png"></body></html>'
+    )
     _, events = browser.open(page.as_uri())
     found = problems(events, page.as_uri())
     assert any(p.startswith(expected) for p in found), found

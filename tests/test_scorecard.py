@@ -23,8 +23,7 @@ def _fit_score(card, frame, **kwargs):
 
 def _x(values, dtype=None):
     """A frame with one indicator column `x` and ids."""
-    return pd.DataFrame({"customer_id": [f"C{i}" for i in range(len(values))],
-                         "x": pd.Series(values, dtype=dtype)})
+    return pd.DataFrame({"customer_id": [f"C{i}" for i in range(len(values))], "x": pd.Series(values, dtype=dtype)})
 
 
 def _subscores(one_indicator, scoring, values, direction="higher_is_better", dtype=None):
@@ -62,8 +61,7 @@ def test_transform_points_sum_to_the_score(configs_dir, generated):
 
 def test_score_table_puts_ids_first(card_dict, worked_frame):
     table = score_table(parse_card(card_dict()), worked_frame)
-    assert list(table.columns) == ["customer_id", "health_score", "band", "coverage",
-                                   *[f"points__{n}" for n in NAMES]]
+    assert list(table.columns) == ["customer_id", "health_score", "band", "coverage", *[f"points__{n}" for n in NAMES]]
     assert table.loc[0, "health_score"] == 79.0
 
 
@@ -79,8 +77,14 @@ def test_score_checks_columns(card_dict, worked_frame):
 
 
 # ---- bands --------------------------------------------------------------------------------------
-BOUNDARIES = [(0, "At risk"), (59.999, "At risk"), (60, "Stable"), (79.999, "Stable"), (80, "Healthy"),
-              (100, "Healthy")]
+BOUNDARIES = [
+    (0, "At risk"),
+    (59.999, "At risk"),
+    (60, "Stable"),
+    (79.999, "Stable"),
+    (80, "Healthy"),
+    (100, "Healthy"),
+]
 
 
 def test_assign_bands_boundaries(card_dict):
@@ -113,8 +117,13 @@ def test_band_boundaries_through_a_card(one_indicator):
 
 
 def test_quantile_bands(one_indicator):
-    card = parse_card(one_indicator({"method": "identity"}, bands_by="quantile", bands=[
-        {"name": "Healthy", "min": 75}, {"name": "Stable", "min": 25}, {"name": "At risk", "min": 0}]))
+    card = parse_card(
+        one_indicator(
+            {"method": "identity"},
+            bands_by="quantile",
+            bands=[{"name": "Healthy", "min": 75}, {"name": "Stable", "min": 25}, {"name": "At risk", "min": 0}],
+        )
+    )
     values = np.linspace(0, 100, 1000)  # 1,000 distinct scores
     frame = _x(values).sample(frac=1, random_state=0)
     sc = WeightedScorecard(card).fit(frame)
@@ -210,8 +219,9 @@ def test_linear_clips_to_0_100(one_indicator):
 
 
 def test_linear_lower_is_better(one_indicator):
-    got = _subscores(one_indicator, {"method": "linear", "worst": 240, "best": 30},
-                     [300, 240, 135, 30, 0], "lower_is_better")
+    got = _subscores(
+        one_indicator, {"method": "linear", "worst": 240, "best": 30}, [300, 240, 135, 30, 0], "lower_is_better"
+    )
     # (135 - 240) / (30 - 240) x 100 = -105 / -210 x 100 = 50
     np.testing.assert_array_equal(got, [0, 0, 50, 100, 100])
 
@@ -258,23 +268,29 @@ def test_percentile_needs_data_to_rank_against(one_indicator):
         WeightedScorecard(card).fit(_x([np.nan, np.nan]))
 
 
-@pytest.mark.parametrize(("values", "dtype", "expected"), [
-    pytest.param([True, False, True], "bool", [80, 20, 80], id="bools"),
-    pytest.param([True, None, False], "boolean", [80, np.nan, 20], id="nullable-bools"),
-    pytest.param([1, 0, np.nan], "float64", [80, 20, np.nan], id="zero-one"),
-    pytest.param(["yes", "No", " TRUE ", "false", "1", "0", None], None, [80, 20, 80, 20, 80, 20, np.nan],
-                 id="strings"),
-])
+@pytest.mark.parametrize(
+    ("values", "dtype", "expected"),
+    [
+        pytest.param([True, False, True], "bool", [80, 20, 80], id="bools"),
+        pytest.param([True, None, False], "boolean", [80, np.nan, 20], id="nullable-bools"),
+        pytest.param([1, 0, np.nan], "float64", [80, 20, np.nan], id="zero-one"),
+        pytest.param(
+            ["yes", "No", " TRUE ", "false", "1", "0", None], None, [80, 20, 80, 20, 80, 20, np.nan], id="strings"
+        ),
+    ],
+)
 def test_boolean(one_indicator, values, dtype, expected):
-    got = _subscores(one_indicator, {"method": "boolean", "true_score": 80, "false_score": 20}, values,
-                     dtype=dtype)
+    got = _subscores(one_indicator, {"method": "boolean", "true_score": 80, "false_score": 20}, values, dtype=dtype)
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize(("values", "match"), [
-    pytest.param(["yes", "maybe"], r"1 value\(s\) are not booleans \(e\.g\. \['maybe'\]\)", id="text"),
-    pytest.param([1, 2, 0], r"1 value\(s\) are not booleans \(e\.g\. \['2'\]\)", id="number"),
-])
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        pytest.param(["yes", "maybe"], r"1 value\(s\) are not booleans \(e\.g\. \['maybe'\]\)", id="text"),
+        pytest.param([1, 2, 0], r"1 value\(s\) are not booleans \(e\.g\. \['2'\]\)", id="number"),
+    ],
+)
 def test_boolean_rejects_other_values_with_a_warning(one_indicator, values, match):
     with pytest.warns(HealthScoreWarning, match=match):
         got = _subscores(one_indicator, {"method": "boolean"}, values)
@@ -294,8 +310,9 @@ def test_categorical_numeric_codes(one_indicator):
 
 
 def test_categorical_unknown_value_is_missing_with_a_warning(one_indicator):
-    card = parse_card(one_indicator({"method": "categorical", "map": {"basic": 40, "pro": 70}}, "none",
-                                    missing="neutral"))
+    card = parse_card(
+        one_indicator({"method": "categorical", "map": {"basic": 40, "pro": 70}}, "none", missing="neutral")
+    )
     frame = _x(["basic", "gold", "gold", "pro"])
     sc = WeightedScorecard(card).fit(frame)
     with pytest.warns(HealthScoreWarning, match=r"not in the card's map: 'gold' \(2\); treated as missing"):
@@ -312,22 +329,30 @@ def test_identity_clips_with_a_warning(one_indicator):
 
 # ---- text in numeric columns --------------------------------------------------------------------
 def test_text_in_numeric_column_warns_and_is_missing(one_indicator):
-    with pytest.warns(HealthScoreWarning, match=r"column 'x' \(indicator 'x'\): 2 value\(s\) are not numbers "
-                                                r"\(e\.g\. \['n/a', 'high'\]\)"):
-        got = _subscores(one_indicator, {"method": "linear", "worst": 0, "best": 10},
-                         ["5", "n/a", "10", "high", None])
+    with pytest.warns(
+        HealthScoreWarning,
+        match=r"column 'x' \(indicator 'x'\): 2 value\(s\) are not numbers "
+        r"\(e\.g\. \['n/a', 'high'\]\)",
+    ):
+        got = _subscores(one_indicator, {"method": "linear", "worst": 0, "best": 10}, ["5", "n/a", "10", "high", None])
     np.testing.assert_array_equal(got, [50, np.nan, 100, np.nan, np.nan])
 
 
-@pytest.mark.parametrize("values", [
-    pytest.param(["low", "high", "high"], id="only-text"),
-    pytest.param(["low", None, "high", ""], id="text-and-blanks"),
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(["low", "high", "high"], id="only-text"),
+        pytest.param(["low", None, "high", ""], id="text-and-blanks"),
+    ],
+)
 def test_all_text_numeric_column_is_an_error(one_indicator, values):
     card = parse_card(one_indicator({"method": "linear", "worst": 0, "best": 10}))
     frame = _x(values)
-    with pytest.raises(DataError, match=r"column 'x' \(indicator 'x'\) must be numeric for linear scoring, "
-                                        r"found text such as \['low', 'high'\]; clean the column"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'x' \(indicator 'x'\) must be numeric for linear scoring, "
+        r"found text such as \['low', 'high'\]; clean the column",
+    ):
         WeightedScorecard(card).fit(frame).score(frame)
 
 
@@ -365,18 +390,48 @@ def test_batches_of_any_size_agree(configs_dir, generated):
 
 
 MIXED_INDICATORS = [
-    {"name": "lin_up", "column": "lin_up", "weight": 20, "direction": "higher_is_better",
-     "scoring": {"method": "linear", "worst": 0, "best": 10}},
-    {"name": "lin_down", "column": "lin_down", "weight": 15, "direction": "lower_is_better",
-     "scoring": {"method": "linear", "worst": 100, "best": 20}},
-    {"name": "thr_up", "column": "thr_up", "weight": 15, "direction": "higher_is_better",
-     "scoring": {"method": "thresholds", "cuts": [1, 5, 10], "scores": [0, 40, 70, 100]}},
-    {"name": "thr_down", "column": "thr_down", "weight": 20, "direction": "lower_is_better",
-     "scoring": {"method": "thresholds", "cuts": [2, 4, 7], "scores": [100, 70, 70, 0]}},
-    {"name": "pct_up", "column": "pct_up", "weight": 15, "direction": "higher_is_better",
-     "scoring": {"method": "percentile"}},
-    {"name": "pct_down", "column": "pct_down", "weight": 15, "direction": "lower_is_better",
-     "scoring": {"method": "percentile"}},
+    {
+        "name": "lin_up",
+        "column": "lin_up",
+        "weight": 20,
+        "direction": "higher_is_better",
+        "scoring": {"method": "linear", "worst": 0, "best": 10},
+    },
+    {
+        "name": "lin_down",
+        "column": "lin_down",
+        "weight": 15,
+        "direction": "lower_is_better",
+        "scoring": {"method": "linear", "worst": 100, "best": 20},
+    },
+    {
+        "name": "thr_up",
+        "column": "thr_up",
+        "weight": 15,
+        "direction": "higher_is_better",
+        "scoring": {"method": "thresholds", "cuts": [1, 5, 10], "scores": [0, 40, 70, 100]},
+    },
+    {
+        "name": "thr_down",
+        "column": "thr_down",
+        "weight": 20,
+        "direction": "lower_is_better",
+        "scoring": {"method": "thresholds", "cuts": [2, 4, 7], "scores": [100, 70, 70, 0]},
+    },
+    {
+        "name": "pct_up",
+        "column": "pct_up",
+        "weight": 15,
+        "direction": "higher_is_better",
+        "scoring": {"method": "percentile"},
+    },
+    {
+        "name": "pct_down",
+        "column": "pct_down",
+        "weight": 15,
+        "direction": "lower_is_better",
+        "scoring": {"method": "percentile"},
+    },
 ]
 MIXED_COLUMNS = [ind["column"] for ind in MIXED_INDICATORS]
 SIGNS = [1 if ind["direction"] == "higher_is_better" else -1 for ind in MIXED_INDICATORS]
@@ -386,11 +441,12 @@ SIGNS = [1 if ind["direction"] == "higher_is_better" else -1 for ind in MIXED_IN
 def mixed_scorecards(card_dict):
     """The mixed card fitted on a fixed reference, once per missing-data policy."""
     rng = np.random.default_rng(0)
-    reference = pd.DataFrame(rng.uniform(-20, 120, size=(200, len(MIXED_COLUMNS))).round(1),
-                             columns=MIXED_COLUMNS)
+    reference = pd.DataFrame(rng.uniform(-20, 120, size=(200, len(MIXED_COLUMNS))).round(1), columns=MIXED_COLUMNS)
     reference["customer_id"] = [f"R{i}" for i in range(len(reference))]
-    return {policy: WeightedScorecard(parse_card(card_dict(indicators=MIXED_INDICATORS, missing=policy)))
-            .fit(reference) for policy in ("renormalize", "neutral", "worst")}
+    return {
+        policy: WeightedScorecard(parse_card(card_dict(indicators=MIXED_INDICATORS, missing=policy))).fit(reference)
+        for policy in ("renormalize", "neutral", "worst")
+    }
 
 
 raw_value = st.floats(min_value=-50, max_value=150, allow_nan=False)
@@ -403,8 +459,9 @@ def _row_frame(values):
     return frame
 
 
-@given(values=st.lists(maybe_missing, min_size=6, max_size=6),
-       policy=st.sampled_from(["renormalize", "neutral", "worst"]))
+@given(
+    values=st.lists(maybe_missing, min_size=6, max_size=6), policy=st.sampled_from(["renormalize", "neutral", "worst"])
+)
 def test_score_lies_within_0_100(mixed_scorecards, values, policy):
     # a row with no data at all gets no score under renormalize (tested above)
     assume(policy != "renormalize" or not all(np.isnan(values)))
@@ -416,10 +473,12 @@ def test_score_lies_within_0_100(mixed_scorecards, values, policy):
     assert out.loc[0, "band"] in ("Healthy", "Stable", "At risk")
 
 
-@given(values=st.lists(maybe_missing, min_size=6, max_size=6),
-       which=st.integers(min_value=0, max_value=5),
-       bump=st.floats(min_value=1e-3, max_value=200),
-       policy=st.sampled_from(["renormalize", "neutral", "worst"]))
+@given(
+    values=st.lists(maybe_missing, min_size=6, max_size=6),
+    which=st.integers(min_value=0, max_value=5),
+    bump=st.floats(min_value=1e-3, max_value=200),
+    policy=st.sampled_from(["renormalize", "neutral", "worst"]),
+)
 def test_score_is_monotone_in_each_indicator(mixed_scorecards, values, which, bump, policy):
     values = list(values)
     if np.isnan(values[which]):
@@ -452,8 +511,10 @@ def test_perfect_customer_never_exceeds_100_after_renormalizing(card_dict):
     # is not exact in floating point; unclipped, some rows summed to 100.00000000000003
     weights = (20, 15, 15, 20, 15, 15)
     columns = [f"i{j}" for j in range(len(weights))]
-    inds = [{"name": c, "column": c, "weight": w, "scoring": {"method": "identity"}}
-            for c, w in zip(columns, weights, strict=True)]
+    inds = [
+        {"name": c, "column": c, "weight": w, "scoring": {"method": "identity"}}
+        for c, w in zip(columns, weights, strict=True)
+    ]
     masks = np.array([[(m >> j) & 1 for j in range(len(weights))] for m in range(1, 2 ** len(weights))])
     frame = pd.DataFrame(np.where(masks == 1, 100.0, np.nan), columns=columns).assign(customer_id="C")
     scores = _fit_score(parse_card(card_dict(indicators=inds)), frame)["health_score"]
@@ -461,17 +522,20 @@ def test_perfect_customer_never_exceeds_100_after_renormalizing(card_dict):
     np.testing.assert_allclose(scores, 100.0, rtol=0, atol=1e-9)
 
 
-@given(weights=st.lists(st.integers(min_value=1, max_value=60), min_size=2, max_size=8),
-       data=st.data(),
-       policy=st.sampled_from(["renormalize", "neutral", "worst"]))
+@given(
+    weights=st.lists(st.integers(min_value=1, max_value=60), min_size=2, max_size=8),
+    data=st.data(),
+    policy=st.sampled_from(["renormalize", "neutral", "worst"]),
+)
 def test_score_within_0_100_for_any_weights(card_dict, weights, data, policy):
     columns = [f"i{j}" for j in range(len(weights))]
-    inds = [{"name": c, "column": c, "weight": w, "scoring": {"method": "identity"}}
-            for c, w in zip(columns, weights, strict=True)]
+    inds = [
+        {"name": c, "column": c, "weight": w, "scoring": {"method": "identity"}}
+        for c, w in zip(columns, weights, strict=True)
+    ]
     card = parse_card(card_dict(indicators=inds, normalize=True, missing=policy))
     subscore = st.one_of(st.sampled_from([0.0, 100.0]), st.floats(0, 100), st.just(np.nan))
-    rows = data.draw(st.lists(st.lists(subscore, min_size=len(weights), max_size=len(weights)),
-                              min_size=1, max_size=5))
+    rows = data.draw(st.lists(st.lists(subscore, min_size=len(weights), max_size=len(weights)), min_size=1, max_size=5))
     rows = [r for r in rows if policy != "renormalize" or not all(np.isnan(r))]
     assume(rows)
     frame = pd.DataFrame(rows, columns=columns, dtype=float).assign(customer_id="C")

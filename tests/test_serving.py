@@ -53,18 +53,38 @@ def server(trained, tmp_path_factory):
     _, _, model_dir = trained
     root = tmp_path_factory.mktemp("serve")
     bindir = os.path.dirname(sys.executable)
-    env = {**os.environ,
-           "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-           "MLFLOW_DISABLE_TELEMETRY": "true",
-           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    env = {
+        **os.environ,
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    }
     port = _free_port()
     log = root / "server.log"
-    cmd = [os.path.join(bindir, "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
-           "--host", HOST, "--port", str(port)]
+    cmd = [
+        os.path.join(bindir, "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(model_dir),
+        "--env-manager",
+        "local",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     url = f"http://{HOST}:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -78,8 +98,9 @@ def server(trained, tmp_path_factory):
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"no answer on {url}/ping after {START_TIMEOUT}s:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
+                pytest.fail(
+                    f"no answer on {url}/ping after {START_TIMEOUT}s:\n{log.read_text(errors='replace')[-3000:]}"
+                )
             time.sleep(0.5)
         yield url
     finally:
@@ -115,8 +136,9 @@ def test_served_model_scores_like_the_model(trained, server):
     rows = pd.concat([rows[rows["csat"].notna()].iloc[:2], rows[rows["csat"].isna()].iloc[:1]])
     assert len(rows) == 3
     payload = json.dumps({"dataframe_split": _dataframe_split(rows, model.card.date_column)}).encode()
-    request = urllib.request.Request(f"{server}/invocations", data=payload, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{server}/invocations", data=payload, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as r:
         assert r.status == 200
         body = json.loads(r.read())
@@ -124,13 +146,19 @@ def test_served_model_scores_like_the_model(trained, server):
     expected = model.predict(rows)
     assert len(served) == 3
     assert served["customer_id"].tolist() == rows["customer_id"].tolist()
-    np.testing.assert_allclose(served["health_score"].to_numpy(dtype=float),
-                               expected["health_score"].to_numpy(dtype=float), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        served["health_score"].to_numpy(dtype=float), expected["health_score"].to_numpy(dtype=float), rtol=0, atol=1e-9
+    )
     assert served["band"].tolist() == expected["band"].astype(str).tolist()
-    np.testing.assert_allclose(served["churn_probability"].to_numpy(dtype=float),
-                               expected["churn_probability"].to_numpy(dtype=float), rtol=0, atol=1e-9)
-    np.testing.assert_allclose(served["manual_score"].to_numpy(dtype=float),
-                               expected["manual_score"].to_numpy(dtype=float), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        served["churn_probability"].to_numpy(dtype=float),
+        expected["churn_probability"].to_numpy(dtype=float),
+        rtol=0,
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        served["manual_score"].to_numpy(dtype=float), expected["manual_score"].to_numpy(dtype=float), rtol=0, atol=1e-9
+    )
     assert served["driver_1"].tolist() == expected["driver_1"].tolist()
     assert served["snapshot_date"].tolist() == pd.to_datetime(rows["snapshot_date"]).dt.strftime("%Y-%m-%d").tolist()
 
@@ -139,8 +167,9 @@ def test_served_model_rejects_bad_input(server):
     """A request without the model's columns is a client error naming the missing columns (in the
     stack trace MLflow sends back), and the server keeps serving."""
     payload = json.dumps({"dataframe_split": {"columns": ["customer_id"], "data": [["C1"]]}}).encode()
-    request = urllib.request.Request(f"{server}/invocations", data=payload, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{server}/invocations", data=payload, method="POST", headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=60)
     assert info.value.code == 400

@@ -29,12 +29,38 @@ from ml.errors import ModelError
 from ml.generate import generate_snapshots
 
 NAME = "health-score"  # the default card's registered model name
-PARAMS = ("card_sha256", "card_yaml", "data_rows", "date_min", "date_max", "churn_rate", "split",
-          "lgb.learning_rate", "lgb.num_leaves", "lgb.monotone_constraints", "lgb.objective")
-METRICS = ("ranking.model.roc_auc", "ranking.manual.roc_auc", "calibration.model.ece",
-           "calibration.manual.ece", "holdout.rows")
-ARTIFACTS = ("card.yaml", "weights.csv", "metrics.json", "reliability.png", "shap_summary.png",
-             "input_schema.json", "model/MLmodel", "model/model.txt", "model/model.json", "model/MANIFEST.json")
+PARAMS = (
+    "card_sha256",
+    "card_yaml",
+    "data_rows",
+    "date_min",
+    "date_max",
+    "churn_rate",
+    "split",
+    "lgb.learning_rate",
+    "lgb.num_leaves",
+    "lgb.monotone_constraints",
+    "lgb.objective",
+)
+METRICS = (
+    "ranking.model.roc_auc",
+    "ranking.manual.roc_auc",
+    "calibration.model.ece",
+    "calibration.manual.ece",
+    "holdout.rows",
+)
+ARTIFACTS = (
+    "card.yaml",
+    "weights.csv",
+    "metrics.json",
+    "reliability.png",
+    "shap_summary.png",
+    "input_schema.json",
+    "model/MLmodel",
+    "model/model.txt",
+    "model/model.json",
+    "model/MANIFEST.json",
+)
 
 
 def _reset_mlflow_globals() -> None:
@@ -230,7 +256,9 @@ def test_predict_from_the_registry(first_training, workspace):
     assert local.exit_code == 0, local.output
     result = _invoke("predict", "--model", f"models:/{NAME}@champion", "--data", "new.csv", "--out", "champion.csv")
     assert result.exit_code == 0, result.output
-    pd.testing.assert_frame_equal(_read_predictions(workspace / "champion.csv"), _read_predictions(workspace / "local.csv"))
+    pd.testing.assert_frame_equal(
+        _read_predictions(workspace / "champion.csv"), _read_predictions(workspace / "local.csv")
+    )
     assert list((workspace / "tmp").glob("healthscore-model-*"))  # downloaded (and left) in the workspace
 
 
@@ -305,8 +333,9 @@ print(after_score, "mlflow" in sys.modules)
 
 def test_scoring_does_not_import_mlflow(first_training, workspace):
     model_dir, _ = first_training
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(model_dir)], cwd=workspace, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(model_dir)], cwd=workspace, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"], done.stdout
     assert (workspace / "scores.csv").exists()

@@ -11,32 +11,35 @@ from ml.weights import largest_remainder, nonnegative_logistic_weights, shares
 
 
 # ---- largest_remainder: golden cases computed by hand ------------------------------------------
-@pytest.mark.parametrize(("values", "expected"), [
-    # exact shares: 50, 25, 25 -> nothing to round
-    pytest.param([2, 1, 1], [50, 25, 25], id="exact"),
-    pytest.param([0.1, 0.2, 0.3, 0.4], [10, 20, 30, 40], id="exact-fractions"),
-    # 16.67, 33.33, 50 -> floors 16 + 33 + 50 = 99; the one seat left goes to the largest remainder (.67)
-    pytest.param([1, 2, 3], [17, 33, 50], id="one-seat"),
-    # 33.4, 33.3, 33.3 -> floors 33 x 3 = 99; remainders .4, .3, .3 -> the first gets the seat
-    pytest.param([33.4, 33.3, 33.3], [34, 33, 33], id="largest-remainder-wins"),
-    # 33.33 x 3 -> floors 99; a three-way tie in remainders (.33): the earliest entry gets the seat
-    pytest.param([1, 1, 1], [34, 33, 33], id="tie-three-way"),
-    # 16.67 x 6 -> floors 96; four seats for a six-way tie: the first four
-    pytest.param([1] * 6, [17, 17, 17, 17, 16, 16], id="tie-six-way"),
-    # 14.29 x 7 -> floors 98; two seats: the first two
-    pytest.param([1] * 7, [15, 15, 14, 14, 14, 14, 14], id="tie-seven-way"),
-    # 33.33, 16.67, 16.67, 33.33 -> floors 98; remainders .33 .67 .67 .33 -> both .67 win, not position
-    pytest.param([2, 1, 1, 2], [33, 17, 17, 33], id="tie-remainder-beats-position"),
-    # 42.86, 14.29, 42.86 -> floors 42 + 14 + 42 = 98; remainders .86 .29 .86 -> both 42.86 round up
-    pytest.param([3, 1, 3], [43, 14, 43], id="tie-split-by-gap"),
-    # a zero share earns nothing: 0, 33.33 x 3 -> 0, 34, 33, 33
-    pytest.param([0, 1, 1, 1], [0, 34, 33, 33], id="zero-with-tie"),
-    pytest.param([0, 1, 0, 1], [0, 50, 0, 50], id="zeros-exact"),
-    pytest.param([0, 0, 5], [0, 0, 100], id="single-positive"),
-    # nothing to share at all: treated as equal shares (33.33 x 3 -> 34, 33, 33)
-    pytest.param([0, 0, 0], [34, 33, 33], id="all-zero"),
-    pytest.param([7], [100], id="single"),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # exact shares: 50, 25, 25 -> nothing to round
+        pytest.param([2, 1, 1], [50, 25, 25], id="exact"),
+        pytest.param([0.1, 0.2, 0.3, 0.4], [10, 20, 30, 40], id="exact-fractions"),
+        # 16.67, 33.33, 50 -> floors 16 + 33 + 50 = 99; the one seat left goes to the largest remainder (.67)
+        pytest.param([1, 2, 3], [17, 33, 50], id="one-seat"),
+        # 33.4, 33.3, 33.3 -> floors 33 x 3 = 99; remainders .4, .3, .3 -> the first gets the seat
+        pytest.param([33.4, 33.3, 33.3], [34, 33, 33], id="largest-remainder-wins"),
+        # 33.33 x 3 -> floors 99; a three-way tie in remainders (.33): the earliest entry gets the seat
+        pytest.param([1, 1, 1], [34, 33, 33], id="tie-three-way"),
+        # 16.67 x 6 -> floors 96; four seats for a six-way tie: the first four
+        pytest.param([1] * 6, [17, 17, 17, 17, 16, 16], id="tie-six-way"),
+        # 14.29 x 7 -> floors 98; two seats: the first two
+        pytest.param([1] * 7, [15, 15, 14, 14, 14, 14, 14], id="tie-seven-way"),
+        # 33.33, 16.67, 16.67, 33.33 -> floors 98; remainders .33 .67 .67 .33 -> both .67 win, not position
+        pytest.param([2, 1, 1, 2], [33, 17, 17, 33], id="tie-remainder-beats-position"),
+        # 42.86, 14.29, 42.86 -> floors 42 + 14 + 42 = 98; remainders .86 .29 .86 -> both 42.86 round up
+        pytest.param([3, 1, 3], [43, 14, 43], id="tie-split-by-gap"),
+        # a zero share earns nothing: 0, 33.33 x 3 -> 0, 34, 33, 33
+        pytest.param([0, 1, 1, 1], [0, 34, 33, 33], id="zero-with-tie"),
+        pytest.param([0, 1, 0, 1], [0, 50, 0, 50], id="zeros-exact"),
+        pytest.param([0, 0, 5], [0, 0, 100], id="single-positive"),
+        # nothing to share at all: treated as equal shares (33.33 x 3 -> 34, 33, 33)
+        pytest.param([0, 0, 0], [34, 33, 33], id="all-zero"),
+        pytest.param([7], [100], id="single"),
+    ],
+)
 def test_largest_remainder_golden(values, expected):
     out = largest_remainder(values)
     assert out.tolist() == expected
@@ -53,11 +56,14 @@ def test_largest_remainder_empty():
     assert largest_remainder([]).tolist() == []
 
 
-@pytest.mark.parametrize(("values", "match"), [
-    pytest.param([1, -1, 2], r"finite and non-negative", id="negative"),
-    pytest.param([1, float("nan")], r"finite and non-negative", id="nan"),
-    pytest.param([1, float("inf")], r"finite and non-negative", id="inf"),
-])
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        pytest.param([1, -1, 2], r"finite and non-negative", id="negative"),
+        pytest.param([1, float("nan")], r"finite and non-negative", id="nan"),
+        pytest.param([1, float("inf")], r"finite and non-negative", id="inf"),
+    ],
+)
 def test_largest_remainder_rejects_bad_shares(values, match):
     with pytest.raises(ValueError, match=match):
         largest_remainder(values)
@@ -65,7 +71,8 @@ def test_largest_remainder_rejects_bad_shares(values, match):
 
 _share_lists = st.lists(
     st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)),
-    min_size=1, max_size=30,
+    min_size=1,
+    max_size=30,
 )
 
 
