@@ -324,15 +324,18 @@ def train(
 
 
 class _progress:
-    """A one-line spinner with the current step (quiet when not a terminal)."""
+    """A progress line with the current step: a bar where the step counts (the refits), a pulse
+    otherwise, and the elapsed time. Silent when the output is not a terminal."""
 
     def __enter__(self):
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         console = _console()
         self._p = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
             transient=True,
@@ -340,7 +343,11 @@ class _progress:
         )
         self._p.__enter__()
         self._task = self._p.add_task("starting", total=None)
-        return lambda text: self._p.update(self._task, description=text)
+
+        def step(text: str, done: int | None = None, total: int | None = None) -> None:
+            self._p.update(self._task, description=text, completed=done or 0, total=total)
+
+        return step
 
     def __exit__(self, *exc):
         return self._p.__exit__(*exc)

@@ -27,16 +27,22 @@ def _format(path: Path) -> str:
     raise DataError(f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file.")
 
 
+def _existing(path: str | os.PathLike) -> tuple[Path, str]:
+    """The path and its table format, or one clear error if it is unknown or absent."""
+    path = Path(path)
+    fmt = _format(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the --data path.")
+    return path, fmt
+
+
 def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file. ``columns`` limits the read to those columns when given.
 
     Columns that are absent are not an error here: the caller checks the schema and reports every
     missing column at once.
     """
-    path = Path(path)
-    fmt = _format(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found; check the --data path.")
+    path, fmt = _existing(path)
     try:
         if fmt == "parquet":
             if columns is not None:
@@ -62,10 +68,7 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
 
 def table_columns(path: str | os.PathLike) -> list[str]:
     """The column names of a CSV or Parquet file, read from its header only."""
-    path = Path(path)
-    fmt = _format(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found; check the --data path.")
+    path, fmt = _existing(path)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

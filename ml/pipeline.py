@@ -39,7 +39,7 @@ class TrainResult:
     model_dir: Path | None = None
 
 
-def _noop(_: str) -> None:
+def _noop(*_) -> None:
     pass
 
 
@@ -60,7 +60,7 @@ def propose_weights(
     y: np.ndarray,
     X: pd.DataFrame,
     n_refits: int | None = None,
-    progress: Callable[[str], None] = _noop,
+    progress: Callable[..., None] = _noop,
 ) -> pd.DataFrame:
     """``weights.csv``: manual weights beside the three proposals and their refit intervals."""
     card, schema, splits = model.card, model.schema_, model.splits_
@@ -92,7 +92,7 @@ def propose_weights(
     params = {**model.params_, "metric": "none"}
     shap_runs, linear_runs = [], []
     for r in range(n_refits):
-        progress(f"refit {r + 1}/{n_refits}")
+        progress("refits for the weight intervals", r, n_refits)
         rows = splits.train[customer_subset(splits.train)]
         booster = model._train_booster(
             X, y, rows, None, {**params, "seed": spec.seed + 100 + r}, num_boost_round=model.best_iteration_
@@ -204,7 +204,7 @@ def train(
     model_dir: str | Path | None = None,
     *,
     n_refits: int | None = None,
-    progress: Callable[[str], None] = _noop,
+    progress: Callable[..., None] = _noop,
     plots: bool = True,
     mlflow_files: bool = True,
 ) -> TrainResult:

@@ -162,6 +162,21 @@ def _svg(fig, prefix: str) -> Markup:
     return Markup(text)
 
 
+def _band_bars(ax, x, vals, width, colors, hatch, alpha, label=None):
+    """One series of per-band bars: the model solid, the manual card hatched, in the band's colour."""
+    return ax.bar(
+        x,
+        vals,
+        width * 0.95,
+        color=colors,
+        alpha=alpha,
+        hatch=hatch,
+        edgecolor=colors if hatch is None else "#424242",
+        linewidth=0.6,
+        label=label,
+    )
+
+
 def band_distribution_figure(counts: pd.DataFrame, colors: dict[str, str]):
     """Grouped bars per band: the model (solid) and the manual card (hatched), in the band's colour.
     ``counts`` has one row per band and the columns ``model`` and ``manual``."""
@@ -178,16 +193,7 @@ def band_distribution_figure(counts: pd.DataFrame, colors: dict[str, str]):
     for off, key, hatch, alpha in ((-w / 2, "model", None, 1.0), (w / 2, "manual", "///", 0.45)):
         vals = counts[key].to_numpy()
         cols = [colors.get(b, _FALLBACK_COLOR) for b in bands]
-        bars = ax.bar(
-            x + off,
-            vals,
-            w * 0.95,
-            color=cols,
-            alpha=alpha,
-            hatch=hatch,
-            edgecolor=cols if hatch is None else "#424242",
-            linewidth=0.6,
-        )
+        bars = _band_bars(ax, x + off, vals, w, cols, hatch, alpha)
         for rect, v in zip(bars, vals, strict=True):
             ax.annotate(
                 f"{int(v):,}\n{v / total[key]:.0%}",
@@ -271,17 +277,7 @@ def churn_by_band_figure(ranking: dict, band_order: list[str], colors: dict[str,
         rows = ranking[key].get("rows_by_band", {})
         cols = [colors.get(b, _FALLBACK_COLOR) for b in band_order]
         vals = [0.0 if r is None else r for r in rates]
-        ax.bar(
-            x + off,
-            vals,
-            w * 0.95,
-            color=cols,
-            alpha=alpha,
-            hatch=hatch,
-            edgecolor=cols if hatch is None else "#424242",
-            linewidth=0.6,
-            label="model" if key == "model" else "manual card",
-        )
+        _band_bars(ax, x + off, vals, w, cols, hatch, alpha, label="model" if key == "model" else "manual card")
         for xi, r, b in zip(x + off, rates, band_order, strict=True):
             txt = "no rows" if r is None else f"{r:.0%}\n(n={rows.get(b, 0):,})"
             ax.annotate(
