@@ -81,6 +81,9 @@ def write_mlflow_files(model, frame: pd.DataFrame, directory) -> None:
     """Make ``directory`` (empty) an MLflow pyfunc model; our own files are written after."""
     import logging
 
+    from ml.tracking import quiet_mlflow_env
+
+    quiet_mlflow_env()
     import lightgbm
     import mlflow
 

@@ -24,8 +24,15 @@ def tracking_uri() -> str:
     return uri if uri else f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
-def _mlflow():
+def quiet_mlflow_env() -> None:
+    """Before MLflow is imported: no usage telemetry (nothing may reach the network at run time) and
+    no download progress bars."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _mlflow():
+    quiet_mlflow_env()
     import logging
 
     import mlflow
