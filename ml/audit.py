@@ -2,8 +2,8 @@
 
 For every numeric card indicator with a declared direction, churn is compared between the lowest and
 highest quartile of its values (or its lowest and highest value when it has few distinct values).
-A difference opposite to the declared direction and larger than two standard errors is a
-*contradiction*: with ``monotone: auto`` that indicator is left unconstrained and flagged.
+A difference opposite to the declared direction and larger than two standard errors (cluster-robust
+by customer: a customer's monthly snapshots are not independent evidence) is a *contradiction*: with ``monotone: auto`` that indicator is left unconstrained and flagged.
 """
 
 from __future__ import annotations
@@ -44,15 +44,31 @@ class DirectionCheck:
         return {**asdict(self), "evidence": self.evidence}
 
 
-def audit_directions(X: pd.DataFrame, y: np.ndarray, schema: FeatureSchema) -> list[DirectionCheck]:
-    """One :class:`DirectionCheck` per numeric card indicator with a declared direction."""
+def _variance_of_mean(y: np.ndarray, groups: np.ndarray | None) -> float:
+    """Variance of the mean of ``y``; with ``groups`` (customer codes) a cluster-robust one, since a
+    customer's snapshots are not independent evidence."""
+    n = len(y)
+    if groups is None:
+        p = y.mean()
+        return float(p * (1 - p) / n)
+    _, codes = np.unique(groups, return_inverse=True)
+    sums = np.bincount(codes, weights=y - y.mean())
+    return float((sums**2).sum() / n**2)
+
+
+def audit_directions(
+    X: pd.DataFrame, y: np.ndarray, schema: FeatureSchema, groups: np.ndarray | None = None
+) -> list[DirectionCheck]:
+    """One :class:`DirectionCheck` per numeric card indicator with a declared direction. ``groups``
+    (one customer code per row) makes the standard error account for repeated snapshots."""
     out = []
     for f in schema.features:
         if not f.in_scorecard or f.kind != NUMERIC or f.direction == "none":
             continue
         x = X[f.name].to_numpy(dtype=float)
         ok = ~np.isnan(x)
-        xv, yv = x[ok], y[ok]
+        xv, yv = x[ok], y[ok].astype(float)
+        gv = None if groups is None else np.asarray(groups)[ok]
         if len(xv) < 20 or np.unique(xv).size < 2:
             continue
         q25, q75 = np.quantile(xv, [0.25, 0.75])
@@ -62,8 +78,10 @@ def audit_directions(X: pd.DataFrame, y: np.ndarray, schema: FeatureSchema) -> l
         if q25 == q75 or lo.sum() == 0 or hi.sum() == 0:
             continue
         p_lo, p_hi = yv[lo].mean(), yv[hi].mean()
-        pooled = yv[lo | hi].mean()
-        se = np.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / lo.sum() + 1 / hi.sum()))
+        var = _variance_of_mean(yv[lo], None if gv is None else gv[lo]) + _variance_of_mean(
+            yv[hi], None if gv is None else gv[hi]
+        )
+        se = np.sqrt(max(var, 1e-12))
         z = float((p_hi - p_lo) / se)
         observed = "unclear" if abs(z) < Z_CONTRADICT else ("lower_is_better" if z > 0 else "higher_is_better")
         if observed == "unclear":

@@ -40,7 +40,7 @@ def _logit(p):
 
 
 def fit_platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Unregularised 1-D logistic regression p = sigmoid(a x + b) by Newton's method (L-BFGS fallback)."""
+    """Unregularised 1-D logistic regression p = sigmoid(a x + b), fitted by L-BFGS on standardised x."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
     mu, sd = x.mean(), x.std() or 1.0
@@ -53,6 +53,8 @@ def fit_platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
     base = np.clip(y.mean(), 1e-6, 1 - 1e-6)
     res = minimize(loss, np.array([1.0, np.log(base / (1 - base))]), jac=True, method="L-BFGS-B")
+    if not res.success:
+        warn(f"the logistic calibration fit did not converge ({res.message}); its probabilities may be off.")
     a_s, b_s = res.x
     return float(a_s / sd), float(b_s - a_s * mu / sd)
 

@@ -314,6 +314,12 @@ def _parse_scoring(raw: Any, where: str, direction: str) -> Scoring:
         mapping = raw["map"]
         if not isinstance(mapping, Mapping) or not mapping:
             raise CardError(f"{where}.map: expected a non-empty mapping value -> score, got {mapping!r}.")
+        unquoted = [k for k in mapping if isinstance(k, bool) or k is None]
+        if unquoted:
+            raise CardError(
+                f"{where}.map: YAML read key(s) {unquoted} as true/false/null (it does that to unquoted yes, no, "
+                "on, off, true, false, null); quote them, e.g. 'yes': 100."
+            )
         parsed = {str(k): _number(v, f"{where}.map[{k!r}]") for k, v in mapping.items()}
         _check_subscores(tuple(parsed.values()), f"{where}.map")
         return Scoring(method, map=parsed)

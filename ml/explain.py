@@ -51,11 +51,7 @@ def contributions(model, X: pd.DataFrame) -> Contributions:
     raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
     phi, bias = raw[:, :-1], raw[:, -1]
     margin = raw.sum(axis=1)
-    b = (
-        float(bias[0])
-        if len(bias)
-        else float(model.booster_.predict(X.iloc[:0], pred_contrib=True, **predict_kw()).sum())
-    )
+    b = float(bias[0])  # the model's expected margin: the same on every row
     health = _health_of_margin(model, margin)
     base = float(_health_of_margin(model, np.array([b]))[0])
     delta = margin - b

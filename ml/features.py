@@ -15,7 +15,7 @@ import pandas as pd
 
 from ml.card import Card, Indicator
 from ml.errors import DataError
-from ml.scorecard import _boolean, _numeric
+from ml.scorecard import _boolean, _categorical_keys, _numeric
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 
@@ -71,8 +71,10 @@ class FeatureSchema:
             feats.append(_learn_one(frame[col], col, col, False, None))
         return cls(tuple(feats))
 
-    def check(self, frame: pd.DataFrame) -> None:
-        """One error listing every missing column, new category and wrong type at once."""
+    def check(self, frame: pd.DataFrame, *, strict: bool = True) -> None:
+        """One error listing every missing column, new category and wrong type at once. With
+        ``strict=False`` (training) stray text in a numeric column is left to the converter, which
+        warns and treats it as missing, as the manual card does."""
         missing = [c for c in self.columns if c not in frame.columns]
         problems: list[str] = []
         if missing:
@@ -99,14 +101,14 @@ class FeatureSchema:
                 continue
             s = frame[f.column]
             if f.kind == CATEGORICAL:
-                seen = pd.unique(s.dropna().astype(str))
+                seen = pd.unique(_categorical_keys(s).dropna())
                 new = sorted(set(seen) - set(f.categories))
                 if new:
                     problems.append(
                         f"column {f.column!r} has categories unseen in training: {new[:10]} "
                         f"(known: {list(f.categories)[:10]})"
                     )
-            elif not f.boolean and not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+            elif strict and not f.boolean and not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
                 converted = pd.to_numeric(s, errors="coerce")
                 text = s.astype("string").str.strip()
                 bad = converted.isna() & s.notna() & text.ne("").fillna(False)  # blanks are just missing
@@ -123,14 +125,17 @@ class FeatureSchema:
                 + f". The model expects columns: {expected}. Fix the data or retrain on the new schema."
             )
 
-    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def matrix(self, frame: pd.DataFrame, *, strict: bool = True) -> pd.DataFrame:
         """The LightGBM input: float columns and fixed-category categoricals, named by feature name."""
-        self.check(frame)
+        self.check(frame, strict=strict)
         cols: dict[str, Any] = {}
         for f in self.features:
             s = frame[f.column]
             if f.kind == CATEGORICAL:
-                cols[f.name] = pd.Categorical(s.astype("string").astype(object), categories=list(f.categories))
+                keys = _categorical_keys(s)
+                cols[f.name] = pd.Categorical(
+                    keys.astype(object).where(keys.notna(), None), categories=list(f.categories)
+                )
             elif f.boolean:
                 cols[f.name] = _boolean(s, _pseudo(f))
             else:
@@ -166,7 +171,7 @@ def _learn_one(s: pd.Series, name: str, column: str, in_card: bool, ind: Indicat
         converted = pd.to_numeric(s, errors="coerce") if method != "categorical" else None
         if converted is not None and converted.notna().sum() >= 0.95 * s.notna().sum() and s.notna().any():
             return Feature(name, column, NUMERIC, in_card, direction)  # numbers stored as text
-        cats = tuple(sorted(pd.unique(s.dropna().astype(str))))
+        cats = tuple(sorted(pd.unique(_categorical_keys(s).dropna())))
         if len(cats) > 200:
             raise DataError(
                 f"column {column!r} is text with {len(cats)} distinct values; too many for a category. "
@@ -193,11 +198,11 @@ def monotone_constraints(schema: FeatureSchema, free: set[str] = frozenset()) ->
 def label_array(frame: pd.DataFrame, column: str) -> np.ndarray:
     """The churn label as 0/1 integers; any other value is an error naming what was found."""
     s = frame[column]
+    if s.isna().any():
+        raise DataError(f"label column {column!r} has {int(s.isna().sum())} missing value(s); drop those rows.")
     if pd.api.types.is_bool_dtype(s):
         y = s.astype(int).to_numpy()
     elif pd.api.types.is_numeric_dtype(s):
-        if s.isna().any():
-            raise DataError(f"label column {column!r} has {int(s.isna().sum())} missing value(s); drop those rows.")
         y = s.to_numpy()
         bad = ~np.isin(y, (0, 1))
         if bad.any():

@@ -109,7 +109,7 @@ def generate_snapshots(
     horizon = max(1, round(horizon_days / 30.4375))
     total_months = n_months + horizon
 
-    ids = np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), 6))
+    ids = np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), max(6, len(str(n)))))  # sorted
     seg_idx = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
     plan_idx = np.clip(seg_idx + rng.choice([-1, 0, 0, 1], size=n), 0, 2)
     start_month = np.where(rng.random(n) < 0.7, 0, rng.integers(1, max(n_months, 2), size=n))

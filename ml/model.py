@@ -64,13 +64,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-REFERENCE_POINTS = 10_001
-
-
-def compress_reference(ref: np.ndarray) -> np.ndarray:
-    """A sorted percentile reference kept as at most ``REFERENCE_POINTS`` evenly spaced quantiles."""
-    ref = np.asarray(ref, float)
-    return ref if len(ref) <= REFERENCE_POINTS else np.quantile(ref, np.linspace(0, 1, REFERENCE_POINTS))
+REFERENCE_POINTS = 10_001  # a stored percentile reference keeps at most this many quantiles
 
 
 def _single_feature_auc(x: np.ndarray, y: np.ndarray) -> float:
@@ -130,7 +124,7 @@ class HealthModel:
                 "duplicated snapshots weigh those customers twice. Deduplicate the data if unintended."
             )
         schema = FeatureSchema.learn(card, frame)
-        X = schema.matrix(frame)  # data warnings (text in numeric columns ...) once, on all rows
+        X = schema.matrix(frame, strict=False)  # data warnings (stray text ...) once, on all rows
         self._check_features(X, y, schema)
         splits = make_splits(frame, y, card)
         tr = splits.train
@@ -154,7 +148,10 @@ class HealthModel:
                 )
 
         fit_rows = np.concatenate([splits.train, splits.valid])
-        self.audit_: list[DirectionCheck] = audit_directions(X.iloc[fit_rows], y[fit_rows], schema)
+        customers = pd.factorize(frame[card.id_column].astype(str))[0]
+        self.audit_: list[DirectionCheck] = audit_directions(
+            X.iloc[fit_rows], y[fit_rows], schema, groups=customers[fit_rows]
+        )
         contradicted = {c.indicator for c in self.audit_ if c.verdict == "contradicted"}
         mode = card.model.monotone
         if mode == "false":
@@ -193,11 +190,9 @@ class HealthModel:
         # the manual card: reference population = the rows the model learnt from. Its data warnings
         # are given once, on all rows; the slices below would repeat them with other counts.
         self.scorecard_ = WeightedScorecard(card)
-        with quiet():
-            self.scorecard_.fit(frame.iloc[fit_rows])
-        self.scorecard_.subscores(frame)
-        # stored as at most REFERENCE_POINTS quantiles, here already, so a reloaded model scores alike
-        self.scorecard_.reference_ = {k: compress_reference(v) for k, v in self.scorecard_.reference_.items()}
+        with quiet():  # compressed already here, so that a reloaded model scores alike
+            self.scorecard_.fit(frame.iloc[fit_rows], max_reference=REFERENCE_POINTS)
+        self.scorecard_.subscores(frame)  # the card's own data warnings (unmapped categories ...), once
         from ml.explain import mean_subscores
 
         with quiet():
@@ -288,7 +283,7 @@ class HealthModel:
         self._check_fitted()
         return self.booster_.predict(self.schema_.matrix(frame), raw_score=True, **predict_kw())
 
-    def predict(self, frame: pd.DataFrame, *, drivers: int = 3) -> pd.DataFrame:
+    def predict(self, frame: pd.DataFrame, *, drivers: int = 3, strict: bool = True) -> pd.DataFrame:
         """Per row: id (and date), ``health_score``, ``band``, ``churn_probability``, ``manual_score``,
         ``manual_band``, ``manual_churn_probability`` and ``driver_1..k`` (when ``drivers`` > 0)."""
         self._check_fitted()
@@ -296,7 +291,10 @@ class HealthModel:
         missing = [c for c in [card.id_column] if c not in frame.columns]
         if missing:
             raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
-        X = self.schema_.matrix(frame)
+        X = self.schema_.matrix(frame, strict=strict)
+        if len(X) == 0:  # LightGBM refuses empty input: an empty table with the output columns
+            with quiet():
+                return self.predict(frame.iloc[:0].reindex(range(1)), drivers=drivers).iloc[:0]
         # the numbers always come from LightGBM's own margin; the TreeSHAP sum can differ from it in
         # the last bits, which would make scores depend on whether drivers were asked for
         margin = self.booster_.predict(X, raw_score=True, **predict_kw())
@@ -313,8 +311,7 @@ class HealthModel:
         out["band"] = assign_bands(health, card.bands, self.band_cuts_)
         out["churn_probability"] = p
         out["manual_score"] = ms
-        out["manual_band"] = np.asarray(manual["band"])
-        out["manual_band"] = pd.Categorical(out["manual_band"], categories=[b.name for b in card.bands])
+        out["manual_band"] = pd.Categorical(np.asarray(manual["band"]), categories=[b.name for b in card.bands])
         out["manual_churn_probability"] = mp
         if drivers:
             from ml.explain import contributions, driver_text

@@ -20,7 +20,7 @@ from ml.card import Card
 from ml.evaluate import calibration_metrics, ranking_metrics
 from ml.features import label_array
 from ml.model import HealthModel, predict_kw, quiet
-from ml.scorecard import WeightedScorecard, assign_bands
+from ml.scorecard import WeightedScorecard
 from ml.weights import largest_remainder, nonnegative_logistic_weights, proposal_table, shares
 
 PROPOSALS = ("shap", "gain", "linear")
@@ -159,10 +159,11 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
     """Held-out ranking and calibration metrics for the manual card, re-weighted cards and the model."""
     card = model.card
     hold = model.splits_.holdout
+    fit_rows = np.concatenate([model.splits_.train, model.splits_.valid])
     fh = frame.iloc[hold]
     yh = y[hold]
     order = [b.name for b in card.bands]
-    pred = model.predict(fh, drivers=0)
+    pred = model.predict(fh, drivers=0, strict=False)
     ranking: dict[str, Any] = {
         "manual": ranking_metrics(pred["manual_score"].to_numpy(), pred["manual_band"], yh, order)
     }
@@ -172,8 +173,9 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
         if rc is None:
             continue
         sc = WeightedScorecard.from_state(rc, model.scorecard_.state())
-        s = sc.score(fh)["health_score"].to_numpy()
-        ranking[f"card_{name}"] = ranking_metrics(s, assign_bands(s, rc.bands), yh, order)
+        sc.place_band_cuts(frame.iloc[fit_rows])  # quantile bands move with the weights
+        scored = sc.score(fh)
+        ranking[f"card_{name}"] = ranking_metrics(scored["health_score"].to_numpy(), scored["band"], yh, order)
         new_weights[f"card_{name}"] = {ind.name: ind.weight for ind in rc.indicators}
     ranking["model"] = ranking_metrics(pred["health_score"].to_numpy(), pred["band"], yh, order)
     ok = pred["manual_churn_probability"].notna().to_numpy()
@@ -214,7 +216,7 @@ def train(
     model = HealthModel(card).fit(frame)
     y = label_array(frame, card.label_column)
     with quiet():  # the data was checked (and warned about) by fit; slices would repeat it
-        X = model.schema_.matrix(frame)
+        X = model.schema_.matrix(frame, strict=False)
         progress("proposing weights")
         weights = propose_weights(model, frame, y, X, n_refits=n_refits, progress=progress)
         progress("evaluating on held-out rows")

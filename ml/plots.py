@@ -126,14 +126,23 @@ def dependence_figure(points: pd.Series, values: pd.Series, label: str):
     return fig
 
 
+def _file_name(name: str) -> str:
+    """An indicator name as a safe file name part (column names may hold spaces or slashes)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "feature"
+
+
 def write_model_plots(model, frame: pd.DataFrame, y: np.ndarray, metrics: dict, out_dir: Path) -> None:
     """reliability.png, shap_summary.png and plots/dependence_<indicator>.png under ``out_dir``."""
     from ml.explain import contributions, feature_labels
 
     out_dir = Path(out_dir)
     save(reliability_figure(metrics), out_dir / "reliability.png", dpi=110)
-    sample = frame.iloc[:MAX_POINTS] if len(frame) > MAX_POINTS else frame
-    X = model.schema_.matrix(sample)
+    if len(frame) > MAX_POINTS:  # a seeded random sample: the rows are ordered by customer
+        frame = frame.iloc[np.sort(np.random.default_rng(0).choice(len(frame), MAX_POINTS, replace=False))]
+    sample = frame
+    X = model.schema_.matrix(sample, strict=False)  # training data: stray text was already warned about
     contrib = contributions(model, X)
     labels = feature_labels(model)
     save(summary_figure(contrib.points, X, labels), out_dir / "shap_summary.png", dpi=110)
@@ -141,6 +150,6 @@ def write_model_plots(model, frame: pd.DataFrame, y: np.ndarray, metrics: dict, 
     for name, label in zip(model.schema_.names, labels, strict=True):
         save(
             dependence_figure(contrib.points[name], X[name], label),
-            out_dir / "plots" / f"dependence_{name}.png",
+            out_dir / "plots" / f"dependence_{_file_name(name)}.png",
             dpi=90,
         )

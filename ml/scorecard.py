@@ -162,7 +162,9 @@ class WeightedScorecard:
         self.card = card
 
     # -- fitting
-    def fit(self, X: pd.DataFrame, y: Any = None) -> WeightedScorecard:
+    def fit(self, X: pd.DataFrame, y: Any = None, *, max_reference: int | None = None) -> WeightedScorecard:
+        """Store the percentile references (as at most ``max_reference`` evenly spaced quantiles when
+        given, e.g. for a model directory) and, for quantile bands, place the band cut-offs."""
         self.card.check_columns(X.columns)
         self.reference_: dict[str, np.ndarray] = {}
         for ind in self.card.indicators:
@@ -174,7 +176,15 @@ class WeightedScorecard:
                         f"column {ind.column!r} (indicator {ind.name!r}) has no values to rank against; "
                         "percentile scoring needs a reference population with data."
                     )
+                if max_reference is not None and len(ref) > max_reference:
+                    ref = np.quantile(ref, np.linspace(0, 1, max_reference))
                 self.reference_[ind.name] = ref
+        self.place_band_cuts(X)
+        return self
+
+    def place_band_cuts(self, X: pd.DataFrame) -> WeightedScorecard:
+        """With ``bands_by: quantile``, the score cut-offs of each band within ``X`` (a no-op for fixed
+        bands). Uses the stored references, so it also serves a re-weighted copy of a fitted card."""
         self.band_cuts_: np.ndarray | None = None
         if self.card.bands_by == "quantile":
             total = self._total(X)[0]

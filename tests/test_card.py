@@ -486,3 +486,22 @@ def test_packaged_default_card_is_the_configs_card(configs_dir):
     checkout = load_card(configs_dir / "default.yaml")
     assert packaged == checkout
     assert packaged.raw == checkout.raw
+
+
+def test_unquoted_yes_no_map_keys_are_refused(card_dict):
+    # YAML 1.1 reads unquoted yes/no as booleans, which would never match the text in the data
+    raw = yaml.safe_load(
+        """
+        name: onboarding
+        column: onboarding
+        weight: 100
+        direction: none
+        scoring: {method: categorical, map: {yes: 100, no: 0}}
+        """
+    )
+    card = card_dict()
+    card["indicators"] = [raw]
+    with pytest.raises(CardError, match=r"map: YAML read key\(s\) \[True, False\] as true/false/null.*quote them"):
+        parse_card(card)
+    raw["scoring"]["map"] = {"yes": 100, "no": 0}
+    assert parse_card(card).indicators[0].scoring.map == {"yes": 100.0, "no": 0.0}

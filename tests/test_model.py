@@ -412,3 +412,40 @@ def test_seed_changes_the_split(mid_frame, default_card_raw):
     y = label_array(mid_frame, "churned")
     a, b = make_splits(mid_frame, y, card), make_splits(mid_frame, y, other)
     assert not np.array_equal(a.holdout, b.holdout)
+
+
+# ---- regressions from review -------------------------------------------------------------------
+def test_stray_text_in_a_numeric_column_warns_at_training_not_fails(mid_frame, default_card_raw):
+    frame = mid_frame.copy()
+    frame["csat"] = frame["csat"].astype(object)
+    frame.loc[frame.index[:40], "csat"] = "?"
+    card = parse_card({**default_card_raw(), "model": {"n_refits": 0, "extra_features": ["late_invoices_90d"]}})
+    with pytest.warns(HealthScoreWarning, match=r"column 'csat'.*40 value\(s\) are not numbers"):
+        result = train(card, frame, None, n_refits=0)
+    assert result.metrics["ranking"]["model"]["roc_auc"] > 0.5
+
+
+@pytest.mark.filterwarnings("ignore::ml.errors.HealthScoreWarning")
+def test_reweighted_cards_get_their_own_quantile_bands(mid_frame, default_card_raw):
+    raw = default_card_raw()
+    raw["bands_by"] = "quantile"
+    raw["bands"] = [{"name": "Healthy", "min": 75}, {"name": "Stable", "min": 25}, {"name": "At risk", "min": 0}]
+    raw["model"] = {"n_refits": 0, "extra_features": []}
+    result = train(parse_card(raw), mid_frame, None, n_refits=0)
+    for key, m in result.metrics["ranking"].items():
+        if key.startswith("card_") or key == "manual":
+            rows = m["rows_by_band"]
+            share_at_risk = rows["At risk"] / sum(rows.values())
+            # each card's own 25th percentile (placed on the training rows) cuts off about a quarter
+            assert 0.12 < share_at_risk < 0.40, (key, rows)
+
+
+def test_audit_standard_error_accounts_for_repeated_snapshots():
+    from ml.audit import _variance_of_mean
+
+    # 10 customers, 20 identical snapshots each: 10 pieces of evidence, not 200
+    y = np.repeat(np.array([1, 0] * 5, dtype=float), 20)
+    groups = np.repeat(np.arange(10), 20)
+    naive = _variance_of_mean(y, None)
+    clustered = _variance_of_mean(y, groups)
+    assert clustered == pytest.approx(naive * 20, rel=1e-9)

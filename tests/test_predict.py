@@ -303,3 +303,33 @@ def test_odds_scale(default_card_raw):
     inside = (h > 0) & (h < 100)
     order = np.argsort(p[inside])
     assert np.all(np.diff(h[inside][order])[np.diff(p[inside][order]) > 0] < 0)
+
+
+# ---- regressions from review -------------------------------------------------------------------
+def test_predict_on_an_empty_frame_returns_the_columns(trained, holdout, holdout_pred):
+    empty = trained.model.predict(holdout.iloc[:0])
+    assert list(empty.columns) == list(holdout_pred.columns) and len(empty) == 0
+
+
+@pytest.mark.filterwarnings("ignore::ml.errors.HealthScoreWarning")
+def test_numeric_categories_survive_a_missing_value_at_scoring(default_card_raw):
+    frame = generate_snapshots(1500, 8, seed=11).frame
+    frame["tier"] = frame["plan"].map({"basic": 1, "pro": 2, "enterprise": 3}).astype("int64")
+    raw = default_card_raw()
+    raw["indicators"][-1]["weight"] = 5
+    raw["indicators"].append(
+        {
+            "name": "tier",
+            "column": "tier",
+            "weight": 5,
+            "direction": "higher_is_better",
+            "scoring": {"method": "categorical", "map": {1: 0, 2: 50, 3: 100}},
+        }
+    )
+    raw["model"] = {"n_refits": 0, "extra_features": []}
+    model = train(parse_card(raw), frame, None, n_refits=0).model
+    rows = frame.head(3).copy()
+    rows["tier"] = [2.0, np.nan, 3.0]  # one gap turns the column into floats: '2.0' must still be '2'
+    out = model.predict(rows)
+    same = model.predict(frame.head(3).assign(tier=[2, 1, 3]).iloc[[0, 2]])
+    np.testing.assert_array_equal(out["health_score"].to_numpy()[[0, 2]], same["health_score"].to_numpy())
