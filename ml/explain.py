@@ -8,7 +8,9 @@ that customer's *secant slope*
 
     s = (H(margin) - H(b)) / (margin - b),    points_j = s * phi_j,    base_score = H(b)
 
-(the derivative H'(b) when margin = b). Then ``base_score + sum_j points_j = H(margin)`` exactly, and
+(the derivative H'(b) when margin = b; ``margin - b`` is taken as ``sum_j phi_j`` and H(margin) from
+LightGBM's own margin, the one ``predict`` scores with, so the points add up to the score ``predict``
+shows). Then ``base_score + sum_j points_j = H(margin)`` exactly, and
 since s < 0 for every customer, each contribution keeps its meaning (more churn risk = fewer health
 points) and the order of their sizes. The shap package is only used to cross-check these values.
 
@@ -44,17 +46,22 @@ def _health_of_margin(model, margin: np.ndarray) -> np.ndarray:
     return model._health(model.calibrator_.predict_proba(margin))
 
 
-def contributions(model, X: pd.DataFrame) -> Contributions:
-    """Model contributions in health points (see the module docstring); ``X`` is the feature matrix."""
+def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None) -> Contributions:
+    """Model contributions in health points (see the module docstring); ``X`` is the feature matrix.
+
+    The score they add up to is computed from LightGBM's own margin (``margin``, if the caller has it
+    already), exactly as ``HealthModel.predict`` computes it: the TreeSHAP sum can differ from that
+    margin in the last bits, so it only sets each customer's slope."""
     from ml.model import predict_kw
 
     raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
     phi, bias = raw[:, :-1], raw[:, -1]
-    margin = raw.sum(axis=1)
+    if margin is None:
+        margin = model.booster_.predict(X, raw_score=True, **predict_kw())
     b = float(bias[0])  # the model's expected margin: the same on every row
     health = _health_of_margin(model, margin)
     base = float(_health_of_margin(model, np.array([b]))[0])
-    delta = margin - b
+    delta = phi.sum(axis=1)  # = TreeSHAP margin - b
     small = np.abs(delta) < 1e-9
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = np.where(small, 0.0, (health - base) / np.where(small, 1.0, delta))
@@ -206,10 +213,7 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
     row = rows.iloc[[-1]]
     X = model.schema_.matrix(row)
     contrib = contributions(model, X)
-    p = float(model.calibrator_.predict_proba(contrib.margin)[0])
-    from ml.scorecard import assign_bands
-
-    health = float(contrib.score[0])
+    shown = model._scores(row, contrib.margin).iloc[0]  # the numbers `predict` gives this customer
     labels = feature_labels(model)
 
     def value_of(name: str, column: str):
@@ -234,7 +238,6 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
     ]
     items.sort(key=lambda d: d["points"])
     mc = card_contributions(model.scorecard_, row, model.manual_base_subscores_)
-    manual_score = float(mc.score[0])
     manual_items = [
         {
             "indicator": ind.name,
@@ -245,20 +248,17 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
         for ind in card.indicators
     ]
     manual_items.sort(key=lambda d: (d["points"] is None, d["points"] or 0.0))
-    band = assign_bands(np.array([health]), card.bands, model.band_cuts_)[0]
-    mband = assign_bands(np.array([manual_score]), card.bands, model.scorecard_.band_cuts_)[0]
-    mp = None if np.isnan(manual_score) else float(model.manual_calibrator_.predict_proba(np.array([-manual_score]))[0])
     out = {
         "customer_id": str(customer_id),
-        "health_score": health,
-        "band": None if pd.isna(band) else str(band),
-        "churn_probability": p,
+        "health_score": float(shown["health_score"]),
+        "band": None if pd.isna(shown["band"]) else str(shown["band"]),
+        "churn_probability": float(shown["churn_probability"]),
         "base_score": contrib.base_score,
         "contributions": items,
         "manual": {
-            "score": None if np.isnan(manual_score) else manual_score,
-            "band": None if pd.isna(mband) else str(mband),
-            "churn_probability": mp,
+            "score": finite(shown["manual_score"]),
+            "band": None if pd.isna(shown["manual_band"]) else str(shown["manual_band"]),
+            "churn_probability": finite(shown["manual_churn_probability"]),
             "base_score": mc.base_score,
             "contributions": manual_items,
         },

@@ -298,6 +298,18 @@ class HealthModel:
         # the numbers always come from LightGBM's own margin; the TreeSHAP sum can differ from it in
         # the last bits, which would make scores depend on whether drivers were asked for
         margin = self.booster_.predict(X, raw_score=True, **predict_kw())
+        out = self._scores(frame, margin)
+        if drivers:
+            from ml.explain import contributions, driver_text
+
+            texts = driver_text(self, X, contributions(self, X, margin), k=drivers)
+            for j in range(drivers):
+                out[f"driver_{j + 1}"] = texts[j]
+        return out
+
+    def _scores(self, frame: pd.DataFrame, margin: np.ndarray) -> pd.DataFrame:
+        """``predict``'s columns (without drivers) from the rows and their LightGBM margin."""
+        card = self.card
         p = self.calibrator_.predict_proba(margin)
         health = self._health(p)
         manual = self.scorecard_.score(frame)
@@ -313,10 +325,4 @@ class HealthModel:
         out["manual_score"] = ms
         out["manual_band"] = pd.Categorical(np.asarray(manual["band"]), categories=[b.name for b in card.bands])
         out["manual_churn_probability"] = mp
-        if drivers:
-            from ml.explain import contributions, driver_text
-
-            texts = driver_text(self, X, contributions(self, X), k=drivers)
-            for j in range(drivers):
-                out[f"driver_{j + 1}"] = texts[j]
         return out
