@@ -99,6 +99,12 @@ class HealthModel:
         }
 
     def fit(self, frame: pd.DataFrame) -> HealthModel:
+        self.fit_arrays(frame)
+        return self
+
+    def fit_arrays(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """``fit``, returning the feature matrix and labels it built (rows of ``frame`` in order), so
+        the training pipeline does not build them again."""
         card = self.card
         card.check_columns(frame.columns, need_label=True, extra=card.model.extra_features)
         frame = frame.reset_index(drop=True)
@@ -222,7 +228,7 @@ class HealthModel:
         self.splits_: Splits = splits
         self.split_summary_ = splits.summary(y, pd.to_datetime(frame[card.date_column]) if card.date_column else None)
         self.n_rows_ = n
-        return self
+        return X, y
 
     # ---------------------------------------------------------------------------------------------
     def _check_features(self, X: pd.DataFrame, y: np.ndarray, schema: FeatureSchema) -> None:

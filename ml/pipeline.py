@@ -18,7 +18,6 @@ import pandas as pd
 
 from ml.card import Card
 from ml.evaluate import calibration_metrics, ranking_metrics
-from ml.features import label_array
 from ml.model import HealthModel, predict_kw, quiet
 from ml.scorecard import WeightedScorecard
 from ml.weights import largest_remainder, nonnegative_logistic_weights, proposal_table, shares
@@ -213,10 +212,9 @@ def train(
     """Fit, propose weights, evaluate and (if ``model_dir``) write the model directory."""
     frame = frame.reset_index(drop=True)
     progress("fitting the churn model")
-    model = HealthModel(card).fit(frame)
-    y = label_array(frame, card.label_column)
+    model = HealthModel(card)
+    X, y = model.fit_arrays(frame)
     with quiet():  # the data was checked (and warned about) by fit; slices would repeat it
-        X = model.schema_.matrix(frame, strict=False)
         progress("proposing weights")
         weights = propose_weights(model, frame, y, X, n_refits=n_refits, progress=progress)
         progress("evaluating on held-out rows")
