@@ -13,7 +13,7 @@ SEED = 0
 
 def snapshots_frame(rows: int, months: int = 12, seed: int = SEED):
     """The first ``rows`` rows of ``generate_snapshots`` with enough customers to reach ``rows``."""
-    from ml.generate import generate_snapshots
+    from ml.data.generate import generate_snapshots
 
     customers = math.ceil(rows / ROWS_PER_CUSTOMER_GUESS)
     while True:
@@ -27,7 +27,7 @@ def snapshots_file(ctx: Context, rows: int, suffix: str = ".csv") -> Path:
     """Path of a file with exactly ``rows`` snapshot rows (written like ``healthscore generate``)."""
 
     def make() -> Path:
-        from ml.io import write_table
+        from ml.data.io import write_table
 
         path = ctx.tmp / f"snapshots_{rows}{suffix}"
         write_table(snapshots_frame(rows), path)

@@ -108,7 +108,7 @@ class Context:
         script = Path(self.python).parent / name
         if script.exists():
             return [str(script)]
-        return [self.python, "-m", {"healthscore": "ml.cli"}.get(name, name)]
+        return [self.python, "-m", {"healthscore": "ml.cli.app"}.get(name, name)]
 
 
 @dataclass(frozen=True)

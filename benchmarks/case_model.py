@@ -67,13 +67,13 @@ def plain_lightgbm(data: str) -> dict:
     """One LGBMClassifier fit with default settings on the same 100,000 rows and 15 features."""
     import lightgbm as lgb
 
-    from ml.features import FeatureSchema, label_array
+    from ml.model.features import FeatureSchema, label_array
 
     frame, card = _frame(data), _card15()
     X = FeatureSchema.learn(card, frame).matrix(frame)
     y = label_array(frame, card.label_column)
     start = time.perf_counter()
-    from ml.model import lgb_threads
+    from ml._lgb import lgb_threads
 
     lgb.LGBMClassifier(verbose=-1, n_jobs=lgb_threads()).fit(X, y)
     return {"seconds": time.perf_counter() - start}
@@ -81,8 +81,8 @@ def plain_lightgbm(data: str) -> dict:
 
 def explain_all(data: str, model_dir: str) -> dict:
     """All contributions in health points plus the top-3 driver texts for every row."""
-    from ml.bundle import load_model
-    from ml.explain import contributions, driver_text
+    from ml.model.explain import contributions, driver_text
+    from ml.serving.bundle import load_model
 
     model = load_model(model_dir)
     frame = _frame(data)
@@ -97,13 +97,13 @@ def explain_all(data: str, model_dir: str) -> dict:
 
 def pred_contrib(data: str, model_dir: str) -> dict:
     """LightGBM's pred_contrib alone on the same rows and model."""
-    from ml.bundle import load_model
+    from ml.serving.bundle import load_model
 
     model = load_model(model_dir)
     frame = _frame(data)
     X = model.schema_.matrix(frame)
     start = time.perf_counter()
-    from ml.model import predict_kw
+    from ml._lgb import predict_kw
 
     model.booster_.predict(X, pred_contrib=True, **predict_kw())
     return {"seconds": time.perf_counter() - start}

@@ -2,64 +2,96 @@
 
 The manual weighted card is the baseline; a LightGBM churn model proposes weights, a calibrator maps
 scores onto churn probabilities, explanations come in health points, MLflow tracks every run.
+
+The package is grouped by stage (each imports only from the ones before it):
+``card``/``scorecard`` (the manual card) -> ``data`` (tables in and out, the generator) -> ``model``
+(features, splits, LightGBM, calibration, explanations, weights, evaluation) -> ``serving`` (model
+directory, MLflow) -> ``report`` -> ``pipeline`` (train, demo) -> ``cli``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from ml.card import Band, Card, Indicator, Scoring, load_card, parse_card
+from ml.data.generate import SyntheticData, generate_snapshots
+from ml.data.io import latest_snapshots, read_table, write_table
 from ml.errors import CardError, DataError, HealthScoreError, HealthScoreWarning, ModelError
-from ml.generate import SyntheticData, generate_snapshots
-from ml.io import read_table, write_table
 from ml.scorecard import WeightedScorecard, assign_bands, percentile_rank, score_table
+
+if TYPE_CHECKING:  # the heavier stages load on first use (see __getattr__), so `import ml` stays fast
+    from ml.model.booster import HealthModel
+    from ml.model.calibration import ScoreCalibrator
+    from ml.model.explain import explain_customer
+    from ml.pipeline import DemoResult, TrainResult, demo, tracked_training, train
+    from ml.report.report import HealthReport, build_report, write_report
+    from ml.serving.bundle import load_model, save_model
+    from ml.serving.tracking import promote
+
+_LAZY = {
+    "HealthModel": "ml.model.booster",
+    "ScoreCalibrator": "ml.model.calibration",
+    "explain_customer": "ml.model.explain",
+    "train": "ml.pipeline",
+    "tracked_training": "ml.pipeline",
+    "demo": "ml.pipeline",
+    "TrainResult": "ml.pipeline",
+    "DemoResult": "ml.pipeline",
+    "load_model": "ml.serving.bundle",
+    "save_model": "ml.serving.bundle",
+    "promote": "ml.serving.tracking",
+    "build_report": "ml.report.report",
+    "write_report": "ml.report.report",
+    "HealthReport": "ml.report.report",
+}
 
 
 def __getattr__(name: str):
-    # the heavier stages load on first use, so `import ml` (and scoring) stays fast
-    lazy = {
-        "HealthModel": "ml.model",
-        "ScoreCalibrator": "ml.calibration",
-        "train": "ml.pipeline",
-        "load_model": "ml.bundle",
-        "save_model": "ml.bundle",
-        "explain_customer": "ml.explain",
-        "build_report": "ml.report",
-        "write_report": "ml.report",
-        "HealthReport": "ml.report",
-    }
-    if name in lazy:
-        import importlib
-
-        return getattr(importlib.import_module(lazy[name]), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ml' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Band",
-    "HealthModel",
-    "HealthReport",
-    "ScoreCalibrator",
-    "build_report",
-    "explain_customer",
-    "load_model",
-    "save_model",
-    "train",
-    "write_report",
     "Card",
     "CardError",
     "DataError",
+    "DemoResult",
+    "HealthModel",
+    "HealthReport",
     "HealthScoreError",
     "HealthScoreWarning",
     "Indicator",
     "ModelError",
+    "ScoreCalibrator",
     "Scoring",
     "SyntheticData",
+    "TrainResult",
     "WeightedScorecard",
     "assign_bands",
+    "build_report",
+    "demo",
+    "explain_customer",
     "generate_snapshots",
+    "latest_snapshots",
     "load_card",
+    "load_model",
     "parse_card",
     "percentile_rank",
+    "promote",
     "read_table",
+    "save_model",
     "score_table",
+    "tracked_training",
+    "train",
+    "write_report",
     "write_table",
 ]

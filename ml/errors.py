@@ -6,6 +6,10 @@ line and exit non-zero.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 
 class HealthScoreError(Exception):
     """Base class: a problem with the user's input (card, data, model directory)."""
@@ -29,6 +33,12 @@ class HealthScoreWarning(UserWarning):
 
 def warn(message: str) -> None:
     """Emit a :class:`HealthScoreWarning` attributed to the caller's caller."""
-    import warnings
-
     warnings.warn(message, HealthScoreWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence data warnings while re-scoring slices of data already checked (and warned about)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HealthScoreWarning)
+        yield

@@ -48,7 +48,7 @@ def percentile_rank(values: np.ndarray, reference_sorted: np.ndarray) -> np.ndar
     return np.where(np.isnan(values), np.nan, out)
 
 
-def _numeric(series: pd.Series, ind: Indicator) -> np.ndarray:
+def numeric_values(series: pd.Series, ind: Indicator) -> np.ndarray:
     """The column as float, text that is not a number becoming NaN with a warning."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float).to_numpy()
@@ -71,7 +71,7 @@ def _numeric(series: pd.Series, ind: Indicator) -> np.ndarray:
     return converted.to_numpy(dtype=float, na_value=np.nan)
 
 
-def _boolean(series: pd.Series, ind: Indicator) -> np.ndarray:
+def boolean_values(series: pd.Series, ind: Indicator) -> np.ndarray:
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         x = series.astype(float).to_numpy()
         bad = ~np.isnan(x) & ~np.isin(x, (0.0, 1.0))
@@ -93,7 +93,7 @@ def _boolean(series: pd.Series, ind: Indicator) -> np.ndarray:
     return x
 
 
-def _categorical_keys(series: pd.Series) -> pd.Series:
+def categorical_keys(series: pd.Series) -> pd.Series:
     """Text keys for a categorical lookup: integer-valued numbers as '1', not '1.0'."""
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         num = series.astype(float)
@@ -107,7 +107,7 @@ def subscore(series: pd.Series, ind: Indicator, reference: np.ndarray | None = N
     sc = ind.scoring
     m = sc.method
     if m == "categorical":
-        keys = _categorical_keys(series)
+        keys = categorical_keys(series)
         out = keys.map(dict(sc.map)).astype(float).to_numpy(na_value=np.nan)
         unknown = keys.notna().to_numpy() & np.isnan(out)
         if unknown.any():
@@ -119,9 +119,9 @@ def subscore(series: pd.Series, ind: Indicator, reference: np.ndarray | None = N
             )
         return out
     if m == "boolean":
-        x = _boolean(series, ind)
+        x = boolean_values(series, ind)
         return np.where(np.isnan(x), np.nan, np.where(x == 1.0, sc.true_score, sc.false_score))
-    x = _numeric(series, ind)
+    x = numeric_values(series, ind)
     if m == "identity":
         outside = (x < 0) | (x > 100)
         if outside.any():
@@ -169,7 +169,7 @@ class WeightedScorecard:
         self.reference_: dict[str, np.ndarray] = {}
         for ind in self.card.indicators:
             if ind.scoring.method == "percentile":
-                x = _numeric(X[ind.column], ind)
+                x = numeric_values(X[ind.column], ind)
                 ref = np.sort(x[~np.isnan(x)])
                 if len(ref) == 0:
                     raise DataError(

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from ml.generate import SyntheticData, generate_snapshots
+from ml.data.generate import SyntheticData, generate_snapshots
 
 # Tests must never write into the repository: by default hypothesis keeps its example database and
 # a cache of constants in `.hypothesis/` under the working directory. No database at all, and the

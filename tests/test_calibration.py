@@ -9,14 +9,14 @@ from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import brier_score_loss
 
-from ml.calibration import (
+from ml.errors import DataError, HealthScoreWarning
+from ml.model.calibration import (
     ISOTONIC_MIN_POSITIVES,
     ISOTONIC_MIN_ROWS,
     ScoreCalibrator,
     health_to_probability,
     probability_to_health,
 )
-from ml.errors import DataError, HealthScoreWarning
 
 
 def _sigmoid(z):
@@ -124,8 +124,8 @@ def test_sigmoid_recovers_a_known_platt_map():
     cal = ScoreCalibrator("sigmoid").fit(m, y)
     assert cal.method_ == "sigmoid"
     # n = 60,000: standard errors ~0.01 for both
-    assert cal.state_["a"] == pytest.approx(a, abs=0.05)
-    assert cal.state_["b"] == pytest.approx(b, abs=0.05)
+    assert cal.a_ == pytest.approx(a, abs=0.05)
+    assert cal.b_ == pytest.approx(b, abs=0.05)
     grid = np.linspace(-4, 4, 9)
     np.testing.assert_allclose(cal.predict_proba(grid), _sigmoid(a * grid + b), atol=0.02)
 
@@ -138,7 +138,7 @@ def isotonic():
 
 def test_isotonic_is_strictly_increasing_including_the_tails(isotonic):
     cal, m = isotonic
-    kx = np.asarray(cal.state_["knots_x"])
+    kx = cal.knots_x_
     assert len(kx) > 10
     # a grid that starts 3 units below the first knot and ends 3 above the last
     grid = np.linspace(kx[0] - 3, kx[-1] + 3, 20_001)
@@ -176,7 +176,7 @@ def test_auto_chooses_sigmoid_on_a_small_slice():
     m, y = _simulate(2_000, 1.0, -1.5, seed=4)
     cal = ScoreCalibrator("auto").fit(m, y)
     assert cal.method_ == "sigmoid"
-    reason = cal.state_["reason"]
+    reason = cal.reason_
     assert reason.startswith("auto: 2,000 rows and ")
     assert f">= {ISOTONIC_MIN_ROWS:,} rows" in reason and f">= {ISOTONIC_MIN_POSITIVES} churners" in reason
     assert "else sigmoid" in reason
@@ -187,7 +187,7 @@ def test_auto_chooses_isotonic_on_a_big_slice():
     assert y.sum() >= ISOTONIC_MIN_POSITIVES
     cal = ScoreCalibrator("auto").fit(m, y)
     assert cal.method_ == "isotonic"
-    assert cal.state_["reason"].startswith(f"auto: 20,000 rows and {int(y.sum()):,} churners")
+    assert cal.reason_.startswith(f"auto: 20,000 rows and {int(y.sum()):,} churners")
     assert cal.to_dict()["rows"] == 20_000
 
 
@@ -202,7 +202,7 @@ def test_method_chosen_in_the_card_is_recorded():
     m, y = _simulate(20_000, 1.0, -1.5, seed=7)
     cal = ScoreCalibrator("sigmoid").fit(m, y)
     assert cal.method_ == "sigmoid"
-    assert cal.state_["reason"] == "chosen in the card (calibration.method: sigmoid)"
+    assert cal.reason_ == "chosen in the card (calibration.method: sigmoid)"
 
 
 @pytest.mark.parametrize(

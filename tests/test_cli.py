@@ -14,7 +14,7 @@ import typer.main
 import yaml
 from typer.testing import CliRunner
 
-from ml.cli import app
+from ml.cli.app import app
 
 NAMES = ["interactions", "response", "resolution", "csat", "activity"]
 

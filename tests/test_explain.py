@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ml.card import parse_card
-from ml.cli import app
-from ml.explain import card_contributions, contributions, feature_labels
-from ml.features import CATEGORICAL
-from ml.generate import generate_snapshots
+from ml.cli.app import app
+from ml.data.generate import generate_snapshots
+from ml.model.explain import card_contributions, contributions, feature_labels
+from ml.model.features import CATEGORICAL
 from ml.pipeline import train
 
 ADDITIVE = 1e-6  # base_score + sum(points) == score shown
@@ -85,7 +85,7 @@ def test_card_points_add_up_to_the_manual_score(model, holdout, shown):
 
 
 def test_a_reloaded_model_explains_alike(trained, model_contrib, holdout):
-    from ml.bundle import load_model
+    from ml.serving.bundle import load_model
 
     loaded = load_model(trained[2])
     c = contributions(loaded, loaded.schema_.matrix(holdout))

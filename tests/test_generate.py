@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ml.card import load_card
+from ml.data.generate import generate_snapshots, true_logit
 from ml.errors import DataError
-from ml.generate import generate_snapshots, true_logit
 
 REQUIRED_COLUMNS = [
     "customer_id",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from ml.data.io import atomic_path, read_table, write_table, write_text
 from ml.errors import DataError
-from ml.io import atomic_path, read_table, write_table, write_text
 
 
 @pytest.fixture

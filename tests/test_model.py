@@ -21,12 +21,13 @@ import pytest
 from scipy.stats import spearmanr
 
 from ml.card import parse_card
+from ml.data.generate import generate_snapshots
 from ml.errors import CardError, DataError, HealthScoreWarning
-from ml.features import label_array
-from ml.generate import generate_snapshots
-from ml.model import MIN_TRAIN_CHURNERS, MIN_TRAIN_ROWS, HealthModel
-from ml.pipeline import PROPOSALS, train
-from ml.splits import SLICES, make_splits
+from ml.model.booster import MIN_TRAIN_CHURNERS, MIN_TRAIN_ROWS, HealthModel
+from ml.model.features import label_array
+from ml.model.splits import SLICES, make_splits
+from ml.model.weights import PROPOSALS
+from ml.pipeline import train
 
 SEED = 7  # data seed of the module's snapshots
 BANDS = [{"name": "Healthy", "min": 80}, {"name": "Stable", "min": 60}, {"name": "At risk", "min": 0}]
@@ -441,11 +442,11 @@ def test_reweighted_cards_get_their_own_quantile_bands(mid_frame, default_card_r
 
 
 def test_audit_standard_error_accounts_for_repeated_snapshots():
-    from ml.audit import _variance_of_mean
+    from ml.model.audit import variance_of_mean
 
     # 10 customers, 20 identical snapshots each: 10 pieces of evidence, not 200
     y = np.repeat(np.array([1, 0] * 5, dtype=float), 20)
     groups = np.repeat(np.arange(10), 20)
-    naive = _variance_of_mean(y, None)
-    clustered = _variance_of_mean(y, groups)
+    naive = variance_of_mean(y, None)
+    clustered = variance_of_mean(y, groups)
     assert clustered == pytest.approx(naive * 20, rel=1e-9)

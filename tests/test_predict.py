@@ -21,14 +21,14 @@ from scipy.stats import rankdata
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from ml.bundle import load_model
-from ml.calibration import probability_to_health
 from ml.card import load_card, parse_card
+from ml.data.generate import generate_snapshots
 from ml.errors import DataError
-from ml.evaluate import expected_calibration_error
-from ml.generate import generate_snapshots
-from ml.model import HealthModel
+from ml.model.booster import HealthModel
+from ml.model.calibration import probability_to_health
+from ml.model.evaluate import expected_calibration_error
 from ml.pipeline import train
+from ml.serving.bundle import load_model
 
 PREDICTION_COLUMNS = [
     "customer_id",
@@ -197,7 +197,7 @@ def test_one_customer_alone_scores_as_in_a_batch_of_10000(trained, big):
 _CHILD = """
 import sys
 import pandas as pd
-from ml.bundle import load_model
+from ml.serving.bundle import load_model
 model = load_model(sys.argv[1])
 model.predict(pd.read_parquet(sys.argv[2])).to_parquet(sys.argv[3])
 """
@@ -290,9 +290,9 @@ def test_odds_scale(default_card_raw):
     assert h.max() > 70 > h.min()
     base = model.base_rate_
     # the base rate sits at the anchor, double its odds 10 points lower
-    assert model._health(np.array([base]))[0] == pytest.approx(70, abs=1e-9)
+    assert model.health_from_probability(np.array([base]))[0] == pytest.approx(70, abs=1e-9)
     doubled = 2 * base / (1 - base)
-    assert model._health(np.array([doubled / (1 + doubled)]))[0] == pytest.approx(60, abs=1e-9)
+    assert model.health_from_probability(np.array([doubled / (1 + doubled)]))[0] == pytest.approx(60, abs=1e-9)
     # customers whose risk is near the base rate score near 70
     near = np.abs(p / base - 1) < 0.03
     assert near.sum() > 10 and np.all(np.abs(h[near] - 70) < 0.5)

@@ -14,23 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.bundle import load_model
 from ml.card import load_card
+from ml.data.generate import generate_snapshots
 from ml.errors import DataError, HealthScoreWarning
-from ml.generate import generate_snapshots
 from ml.pipeline import train
-from ml.report import (
+from ml.report.report import (
     CSP,
     HEALTH_SCORES,
     MIN_AT_RISK,
     SECTIONS,
     HealthReport,
-    _band_colors,
-    _svg,
     build_report,
-    waterfall_figure,
     write_report,
 )
+from ml.report.figures import band_colors, inline_svg, waterfall_figure
+from ml.serving.bundle import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE_ID = "<script>alert(1)</script>"
@@ -134,7 +132,7 @@ def test_svg_text_is_escaped_and_dollar_is_not_mathtext():
             {"label": "logins", "value": None, "points": 2.0},
         ],
     }
-    svg = str(_svg(waterfall_figure(explanation), "t"))
+    svg = str(inline_svg(waterfall_figure(explanation), "t"))
     assert "&lt;script&gt;x&lt;/script&gt; &amp; $5 plan" in svg
     assert "<script" not in svg
     assert "plan = &lt;script&gt;" in svg and "logins = missing" in svg
@@ -163,7 +161,7 @@ def test_band_colour_that_is_not_a_colour_is_drawn_grey(report):
     bands = (dataclasses.replace(report.card.bands[0], color="red; background: url(//x)"), *report.card.bands[1:])
     card = dataclasses.replace(report.card, bands=bands)
     with pytest.warns(HealthScoreWarning, match="not a colour"):
-        colors = _band_colors(card)
+        colors = band_colors(card)
     assert colors[bands[0].name] == "#757575"
 
 

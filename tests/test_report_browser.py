@@ -22,12 +22,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml.bundle import load_model
 from ml.card import load_card
+from ml.data.generate import generate_snapshots
 from ml.errors import HealthScoreWarning
-from ml.generate import generate_snapshots
 from ml.pipeline import train
-from ml.report import SECTIONS, write_report
+from ml.report.report import SECTIONS, write_report
+from ml.serving.bundle import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -282,7 +282,7 @@ def test_prints_to_pdf(browser, report_path):
 )
 def test_the_checks_catch_an_external_image(browser, tmp_path, csp, expected):
     """Control: the same checks flag a page that asks for an external image."""
-    from ml.report import CSP
+    from ml.report.report import CSP
 
     meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' if csp else ""
     page = tmp_path / "external.html"

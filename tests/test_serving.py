@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from ml.card import parse_card
-from ml.generate import generate_snapshots
+from ml.data.generate import generate_snapshots
 from ml.pipeline import train
 
 HOST = "127.0.0.1"

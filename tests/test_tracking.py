@@ -24,9 +24,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ml.cli import app
+from ml.cli.app import app
+from ml.data.generate import generate_snapshots
 from ml.errors import ModelError
-from ml.generate import generate_snapshots
 
 NAME = "health-score"  # the default card's registered model name
 PARAMS = (
@@ -236,7 +236,7 @@ def _assert_same_predictions(cli: pd.DataFrame, other: pd.DataFrame) -> None:
 def test_pyfunc_predicts_like_the_cli(first_training, workspace):
     import mlflow
 
-    from ml.io import read_table
+    from ml.data.io import read_table
 
     model_dir, _ = first_training
     result = _invoke("predict", "--model", model_dir, "--data", "new.csv", "--out", "cli.csv")
@@ -282,7 +282,7 @@ def _truncate(path: Path) -> None:
 
 @pytest.mark.parametrize(("file", "damage"), [("model.json", _alter_one_byte), ("model.txt", _truncate)])
 def test_an_altered_model_directory_is_refused(first_training, tmp_path, file, damage):
-    from ml.bundle import load_model
+    from ml.serving.bundle import load_model
 
     model_dir, _ = first_training
     copy = tmp_path / "model"
@@ -319,11 +319,11 @@ def test_loading_does_not_unpickle(first_training, workspace):
 _PROBE = """
 import sys
 from typer.testing import CliRunner
-import ml.cli
-r = CliRunner().invoke(ml.cli.app, ["score", "-c", "card.yaml", "-d", "new.csv", "-o", "scores.csv"])
+from ml.cli.app import app
+r = CliRunner().invoke(app, ["score", "-c", "card.yaml", "-d", "new.csv", "-o", "scores.csv"])
 assert r.exit_code == 0, r.output
 after_score = "mlflow" in sys.modules
-from ml.bundle import load_model
+from ml.serving.bundle import load_model
 import pandas as pd
 m = load_model(sys.argv[1])
 m.predict(pd.read_csv("new.csv"))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ml.weights import largest_remainder, nonnegative_logistic_weights, shares
+from ml.model.weights import largest_remainder, nonnegative_logistic_weights, shares
 
 
 # ---- largest_remainder: golden cases computed by hand ------------------------------------------

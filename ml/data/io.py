@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml.card import Card
 from ml.errors import DataError
 
 _CSV = {".csv", ".txt"}
@@ -137,3 +138,11 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def latest_snapshots(frame: pd.DataFrame, card: Card) -> pd.DataFrame:
+    """Each customer's latest snapshot (all rows when the card has no date column)."""
+    if not card.date_column:
+        return frame
+    d = pd.to_datetime(frame[card.date_column])
+    return frame.loc[d.eq(d.groupby(frame[card.id_column]).transform("max"))].reset_index(drop=True)

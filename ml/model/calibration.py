@@ -17,7 +17,6 @@ The health scale is a pure function of the probability:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,13 +58,28 @@ def fit_platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(a_s / sd), float(b_s - a_s * mu / sd)
 
 
-@dataclass
 class ScoreCalibrator:
-    """Maps a risk margin (higher = more churn) to P(churn). ``fit`` returns self."""
+    """Maps a risk margin (higher = more churn) to P(churn). ``fit`` returns self.
 
-    method: str = "auto"
-    allow_flat: bool = False  # if the margin does not rank churn: map everything to the base rate
-    state_: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    Fitted attributes: ``method_`` (sigmoid, isotonic or constant), ``reason_`` (why that method),
+    ``a_``, ``b_`` (the Platt curve ``sigmoid(a_ * margin + b_)``), ``rows_``, ``churners_`` and
+    ``base_rate_`` of the calibration slice, and for isotonic the strictly increasing knots
+    ``knots_x_`` / ``knots_p_`` (empty otherwise).
+    """
+
+    def __init__(self, method: str = "auto", allow_flat: bool = False):
+        self.method = method
+        self.allow_flat = allow_flat  # if the margin does not rank churn: map everything to the base rate
+
+    def __repr__(self) -> str:
+        return f"ScoreCalibrator(method={self.method!r}, allow_flat={self.allow_flat!r})"
+
+    def _set(self, method: str, reason: str, a: float, b: float, n: int, k: int, knots=((), ())) -> None:
+        self.method_, self.reason_ = method, reason
+        self.a_, self.b_ = float(a), float(b)
+        self.rows_, self.churners_, self.base_rate_ = int(n), int(k), k / n
+        self.knots_x_ = np.asarray(knots[0], float)
+        self.knots_p_ = np.asarray(knots[1], float)
 
     def fit(self, margin: np.ndarray, y: np.ndarray) -> ScoreCalibrator:
         margin = np.asarray(margin, float)
@@ -93,30 +107,14 @@ class ScoreCalibrator:
                 f"on the calibration slice ({n:,} rows), churn does not rise as this score falls "
                 f"(Platt slope {-a:.3g}); every score maps to the base churn rate {k / n:.1%}."
             )
-            self.state_ = {
-                "method": "constant",
-                "reason": "the score does not rank churn on the calibration slice",
-                "a": 0.0,
-                "b": float(_logit(k / n)),
-                "rows": n,
-                "churners": k,
-                "base_rate": k / n,
-            }
+            self._set("constant", "the score does not rank churn on the calibration slice", 0.0, _logit(k / n), n, k)
             return self
         if a <= 0:
             raise DataError(
                 f"on the calibration slice, churn does not rise with the model's risk (Platt slope {a:.3g}); "
                 "the model has no usable signal. Check the label and features."
             )
-        state: dict[str, Any] = {
-            "method": method,
-            "reason": reason,
-            "a": a,
-            "b": b,
-            "rows": n,
-            "churners": k,
-            "base_rate": k / n,
-        }
+        knots: tuple = ((), ())
         if method == "isotonic":
             from sklearn.isotonic import IsotonicRegression
 
@@ -135,27 +133,20 @@ class ScoreCalibrator:
             keep = np.concatenate([[True], np.diff(centres) > 0])
             centres, values = centres[keep], values[keep]
             values = np.maximum.accumulate(values) + np.arange(len(values)) * _EPS
-            state.update(knots_x=centres.tolist(), knots_p=values.tolist())
-        self.state_ = state
+            knots = (centres, values)
+        self._set(method, reason, a, b, n, k, knots)
         return self
 
-    @property
-    def method_(self) -> str:
-        return self.state_["method"]
-
     def predict_proba(self, margin: np.ndarray) -> np.ndarray:
-        if not self.state_:
+        if not hasattr(self, "method_"):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("ScoreCalibrator is not fitted; call fit(margin, y) first.")
         m = np.asarray(margin, float)
-        a, b = self.state_["a"], self.state_["b"]
+        a, b = self.a_, self.b_
         platt = _sigmoid(a * m + b)
-        if self.state_["method"] != "isotonic":
-            return platt
-        kx = np.asarray(self.state_["knots_x"])
-        kp = np.asarray(self.state_["knots_p"])
-        if len(kx) == 1:
+        kx, kp = self.knots_x_, self.knots_p_
+        if self.method_ != "isotonic" or len(kx) <= 1:
             return platt
         p = np.interp(m, kx, kp)
         left, right = m < kx[0], m > kx[-1]
@@ -166,16 +157,36 @@ class ScoreCalibrator:
         return p
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.state_)
+        """The fitted state as JSON-ready data (the model directory's format)."""
+        d: dict[str, Any] = {
+            "method": self.method_,
+            "reason": self.reason_,
+            "a": self.a_,
+            "b": self.b_,
+            "rows": self.rows_,
+            "churners": self.churners_,
+            "base_rate": self.base_rate_,
+        }
+        if self.method_ == "isotonic":
+            d.update(knots_x=self.knots_x_.tolist(), knots_p=self.knots_p_.tolist())
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScoreCalibrator:
         c = cls(method=d["method"], allow_flat=d["method"] == "constant")
-        c.state_ = dict(d)
+        c._set(
+            d["method"],
+            d["reason"],
+            d["a"],
+            d["b"],
+            d["rows"],
+            d["churners"],
+            (d.get("knots_x", ()), d.get("knots_p", ())),
+        )
+        c.base_rate_ = d["base_rate"]
         return c
 
 
-# ---- the health scale (pure functions) -----------------------------------------------------------
 def probability_to_health(
     p: np.ndarray,
     scale: str = "probability",

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ml.card import Card, Indicator
 from ml.errors import DataError
-from ml.scorecard import _boolean, _categorical_keys, _numeric
+from ml.scorecard import boolean_values, categorical_keys, numeric_values
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 
@@ -101,7 +101,7 @@ class FeatureSchema:
                 continue
             s = frame[f.column]
             if f.kind == CATEGORICAL:
-                seen = pd.unique(_categorical_keys(s).dropna())
+                seen = pd.unique(categorical_keys(s).dropna())
                 new = sorted(set(seen) - set(f.categories))
                 if new:
                     problems.append(
@@ -132,14 +132,14 @@ class FeatureSchema:
         for f in self.features:
             s = frame[f.column]
             if f.kind == CATEGORICAL:
-                keys = _categorical_keys(s)
+                keys = categorical_keys(s)
                 cols[f.name] = pd.Categorical(
                     keys.astype(object).where(keys.notna(), None), categories=list(f.categories)
                 )
             elif f.boolean:
-                cols[f.name] = _boolean(s, _pseudo(f))
+                cols[f.name] = boolean_values(s, _pseudo(f))
             else:
-                cols[f.name] = _numeric(s, _pseudo(f))
+                cols[f.name] = numeric_values(s, _pseudo(f))
         return pd.DataFrame(cols, index=frame.index)
 
 
@@ -171,7 +171,7 @@ def _learn_one(s: pd.Series, name: str, column: str, in_card: bool, ind: Indicat
         converted = pd.to_numeric(s, errors="coerce") if method != "categorical" else None
         if converted is not None and converted.notna().sum() >= 0.95 * s.notna().sum() and s.notna().any():
             return Feature(name, column, NUMERIC, in_card, direction)  # numbers stored as text
-        cats = tuple(sorted(pd.unique(_categorical_keys(s).dropna())))
+        cats = tuple(sorted(pd.unique(categorical_keys(s).dropna())))
         if len(cats) > 200:
             raise DataError(
                 f"column {column!r} is text with {len(cats)} distinct values; too many for a category. "

@@ -4,46 +4,22 @@ with the manual card fitted and calibrated beside it so both read as churn proba
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import warnings
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from ml.audit import DirectionCheck, audit_directions
-from ml.calibration import ScoreCalibrator, probability_to_health
+from ml._lgb import lgb_threads, predict_kw
 from ml.card import Card
-from ml.errors import DataError, HealthScoreWarning, warn
-from ml.features import CATEGORICAL, FeatureSchema, label_array, monotone_constraints
+from ml.errors import DataError, quiet, warn
+from ml.model.audit import DirectionCheck, audit_directions
+from ml.model.calibration import ScoreCalibrator, probability_to_health
+from ml.model.explain import contributions, driver_text, mean_subscores
+from ml.model.features import CATEGORICAL, FeatureSchema, label_array, monotone_constraints
+from ml.model.splits import Splits, make_splits
 from ml.scorecard import WeightedScorecard, assign_bands
-from ml.splits import Splits, make_splits
-
-
-def lgb_threads() -> int:
-    """LightGBM threads: 1 unless HEALTHSCORE_THREADS says otherwise. On a small shared machine,
-    OpenMP's spinning worker threads can slow a 2-thread fit a hundredfold whenever another process
-    (or MLflow's own threads) competes for a core, while one thread costs ~30 % at worst."""
-    try:
-        return max(1, int(os.environ.get("HEALTHSCORE_THREADS", "1")))
-    except ValueError:
-        return 1
-
-
-def predict_kw() -> dict[str, Any]:
-    return {"num_threads": lgb_threads()}
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence data warnings while re-scoring slices of data already checked (and warned about)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HealthScoreWarning)
-        yield
-
 
 MIN_TRAIN_ROWS = 200
 MIN_TRAIN_CHURNERS = 20
@@ -76,6 +52,26 @@ def _single_feature_auc(x: np.ndarray, y: np.ndarray) -> float:
         return 0.5
     auc = roc_auc_score(y[ok], x[ok])
     return float(max(auc, 1 - auc))
+
+
+def train_booster(X, y, train_idx, valid_idx, params, spec, num_boost_round=None) -> lgb.Booster:
+    """LightGBM on rows ``train_idx``: early-stopped on ``valid_idx`` (the card's ``model`` section
+    ``spec`` sets the rounds), or exactly ``num_boost_round`` trees when given (refits)."""
+    dtrain = lgb.Dataset(X.iloc[train_idx], label=y[train_idx], free_raw_data=True)
+    if num_boost_round is not None:
+        return lgb.train(params, dtrain, num_boost_round=num_boost_round)
+    dvalid = lgb.Dataset(X.iloc[valid_idx], label=y[valid_idx], reference=dtrain)
+    callbacks = []
+    if len(valid_idx) and 0 < y[valid_idx].sum() < len(valid_idx):
+        callbacks.append(lgb.early_stopping(spec.early_stopping_rounds, verbose=False))
+    return lgb.train(
+        {**params, "metric": "binary_logloss"},
+        dtrain,
+        num_boost_round=spec.num_boost_round,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=callbacks,
+    )
 
 
 class HealthModel:
@@ -181,7 +177,7 @@ class HealthModel:
                 )
 
         params = {**self.params(), "monotone_constraints": constraints}
-        self.booster_ = self._train_booster(X, y, splits.train, splits.valid, params)
+        self.booster_ = train_booster(X, y, splits.train, splits.valid, params, card.model)
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         self.schema_ = schema
         self.params_ = params
@@ -199,8 +195,6 @@ class HealthModel:
         with quiet():  # compressed already here, so that a reloaded model scores alike
             self.scorecard_.fit(frame.iloc[fit_rows], max_reference=REFERENCE_POINTS)
         self.scorecard_.subscores(frame)  # the card's own data warnings (unmapped categories ...), once
-        from ml.explain import mean_subscores
-
         with quiet():
             self.manual_base_subscores_ = mean_subscores(self.scorecard_, frame.iloc[fit_rows])
             manual = self.scorecard_.score(frame.iloc[cal])["health_score"].to_numpy()
@@ -210,7 +204,7 @@ class HealthModel:
         # quantile bands for the model's health score are placed on the calibration slice
         self.band_cuts_ = None
         if card.bands_by == "quantile":
-            h = self._health(self.calibrator_.predict_proba(margin))
+            h = self.health_from_probability(self.calibrator_.predict_proba(margin))
             cuts = np.percentile(h, [b.min for b in card.bands])
             cuts[-1] = -np.inf
             self.band_cuts_ = cuts
@@ -255,44 +249,27 @@ class HealthModel:
                         "Check how the column is built."
                     )
 
-    def _train_booster(self, X, y, train_idx, valid_idx, params, num_boost_round=None) -> lgb.Booster:
-        spec = self.card.model
-        dtrain = lgb.Dataset(X.iloc[train_idx], label=y[train_idx], free_raw_data=True)
-        if num_boost_round is not None:
-            return lgb.train(params, dtrain, num_boost_round=num_boost_round)
-        dvalid = lgb.Dataset(X.iloc[valid_idx], label=y[valid_idx], reference=dtrain)
-        callbacks = []
-        if len(valid_idx) and 0 < y[valid_idx].sum() < len(valid_idx):
-            callbacks.append(lgb.early_stopping(spec.early_stopping_rounds, verbose=False))
-        return lgb.train(
-            {**params, "metric": "binary_logloss"},
-            dtrain,
-            num_boost_round=spec.num_boost_round,
-            valid_sets=[dvalid],
-            valid_names=["valid"],
-            callbacks=callbacks,
-        )
-
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
         if not hasattr(self, "booster_"):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("This HealthModel is not fitted yet; call fit(frame) or load a model directory.")
 
-    def _health(self, p: np.ndarray) -> np.ndarray:
+    def health_from_probability(self, p: np.ndarray) -> np.ndarray:
+        """Churn probability -> health score on the card's scale."""
         cal = self.card.calibration
         return probability_to_health(p, cal.scale, base_rate=self.base_rate_, anchor=cal.anchor_score, pdo=cal.pdo)
 
     # ---------------------------------------------------------------------------------------------
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         """LightGBM's raw churn margin (log-odds before calibration)."""
-        self._check_fitted()
+        self.check_fitted()
         return self.booster_.predict(self.schema_.matrix(frame), raw_score=True, **predict_kw())
 
     def predict(self, frame: pd.DataFrame, *, drivers: int = 3, strict: bool = True) -> pd.DataFrame:
         """Per row: id (and date), ``health_score``, ``band``, ``churn_probability``, ``manual_score``,
         ``manual_band``, ``manual_churn_probability`` and ``driver_1..k`` (when ``drivers`` > 0)."""
-        self._check_fitted()
+        self.check_fitted()
         card = self.card
         missing = [c for c in [card.id_column] if c not in frame.columns]
         if missing:
@@ -304,20 +281,18 @@ class HealthModel:
         # the numbers always come from LightGBM's own margin; the TreeSHAP sum can differ from it in
         # the last bits, which would make scores depend on whether drivers were asked for
         margin = self.booster_.predict(X, raw_score=True, **predict_kw())
-        out = self._scores(frame, margin)
+        out = self.scores(frame, margin)
         if drivers:
-            from ml.explain import contributions, driver_text
-
             texts = driver_text(self, X, contributions(self, X, margin), k=drivers)
             for j in range(drivers):
                 out[f"driver_{j + 1}"] = texts[j]
         return out
 
-    def _scores(self, frame: pd.DataFrame, margin: np.ndarray) -> pd.DataFrame:
+    def scores(self, frame: pd.DataFrame, margin: np.ndarray) -> pd.DataFrame:
         """``predict``'s columns (without drivers) from the rows and their LightGBM margin."""
         card = self.card
         p = self.calibrator_.predict_proba(margin)
-        health = self._health(p)
+        health = self.health_from_probability(p)
         manual = self.scorecard_.score(frame)
         ms = manual["health_score"].to_numpy()
         mp = np.full(len(ms), np.nan)

@@ -4,7 +4,7 @@
 (``to_html``) or as a JSON summary (``to_json``). The HTML opens offline: CSS inline, charts as
 inline SVG, no scripts, no external requests (a Content-Security-Policy forbids them), rendered from
 the jinja2 templates in ``ml/templates`` with autoescaping on. The only markup that is not escaped
-is the SVG this module draws itself (:func:`_svg`); every customer-provided string (ids, category
+is the SVG this module draws itself (:func:`inline_svg`); every customer-provided string (ids, category
 values, driver text) reaches the page escaped, in HTML by jinja2 and in the SVG by matplotlib.
 
 Sections: overview; portfolio by band (model vs manual card); manual vs proposed weights (from the
@@ -17,18 +17,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
-import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from markupsafe import Markup
 
-from ml.errors import DataError, warn
+from ml.errors import DataError
+from ml.report.figures import (
+    band_colors,
+    band_distribution_figure,
+    churn_by_band_figure,
+    finite,
+    inline_svg,
+    points_text,
+    reliability_figure,
+    value_text,
+    waterfall_figure,
+    weights_figure,
+)
 
 SECTIONS = (
     ("overview", "Overview"),
@@ -41,7 +50,6 @@ SECTIONS = (
 MAX_AT_RISK = 50  # rows of the at-risk table
 MIN_AT_RISK = 10  # topped up with the next riskiest customers when the lowest band holds fewer
 MAX_EXPLAINED = 10  # customers with a waterfall
-WATERFALL_STEPS = 8  # largest contributions drawn; the rest are grouped as "other"
 HEALTH_SCORES = (90, 80, 70, 60, 50, 40)
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 SCORER_NAMES = {
@@ -51,58 +59,17 @@ SCORER_NAMES = {
     "card_linear": "Card, linear weights",
     "model": "Model",
 }
-_FALLBACK_COLOR = "#757575"
-_NEG, _POS, _NEUTRAL = "#c62828", "#2e7d32", "#78909c"
-_MODEL_BLUE, _MANUAL_ORANGE, _LINEAR_GREEN = "#1565c0", "#ef6c00", "#558b2f"
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
-def _finite(x: Any) -> float | None:
-    """``x`` as a float, or None when missing / not finite."""
-    if x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _num(x: Any, digits: int = 1) -> str:
-    v = _finite(x)
+    v = finite(x)
     return "–" if v is None else f"{v:,.{digits}f}"
 
 
 def _pct(x: Any, digits: int = 1) -> str:
-    v = _finite(x)
+    v = finite(x)
     return "–" if v is None else f"{v:.{digits}%}"
-
-
-def _points(x: Any) -> str:
-    v = _finite(x)
-    if v is None:
-        return "–"
-    v = round(v, 1) or 0.0  # no "-0.0"
-    return f"{v:+.1f}"
-
-
-def _value_text(v: Any, limit: int = 40) -> str:
-    """An indicator value as short text: 'missing', 'yes'/'no', 3 significant digits, or the string."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "missing"
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, int | np.integer):
-        return f"{int(v):,}"
-    if isinstance(v, float | np.floating):
-        return f"{float(v):.3g}"
-    s = str(v)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _mpl_text(s: str) -> str:
-    """Text for a matplotlib label: ``$`` would start mathtext (and fail on customer data)."""
-    return str(s).replace("$", r"\$")
 
 
 def _jsonable(o: Any) -> Any:
@@ -116,241 +83,12 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, float | np.floating):
-        return _finite(o)
+        return finite(o)
     if isinstance(o, pd.Timestamp | dt.date):
         return str(o.date() if isinstance(o, pd.Timestamp) else o)
     if o is pd.NaT or o is pd.NA:
         return None
     return o
-
-
-def _band_colors(card) -> dict[str, str]:
-    """Each band's colour from the card, normalised to #rrggbb (the colour goes into a style attribute
-    and into matplotlib, so it must be a real colour, not arbitrary text)."""
-    from matplotlib.colors import to_hex
-
-    out = {}
-    for b in card.bands:
-        try:
-            out[b.name] = to_hex(b.color)
-        except ValueError:
-            warn(
-                f"band {b.name!r}: color {b.color!r} is not a colour matplotlib knows; the report draws it "
-                f"in grey. Use a hex colour like '#2e7d32' or a CSS colour name."
-            )
-            out[b.name] = _FALLBACK_COLOR
-    return out
-
-
-# ---- SVG -------------------------------------------------------------------------------------------
-_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
-_ID = re.compile(r'\bid="([^"]+)"')
-
-
-def _svg(fig, prefix: str) -> Markup:
-    """Our own figure as inline SVG markup: metadata dropped, every id prefixed so that several SVGs
-    in one page never share an id. The only place in the report where markup bypasses escaping:
-    matplotlib escapes the text it writes (labels may hold customer data)."""
-    from ml.plots import svg
-
-    text = _METADATA.sub("", svg(fig), count=1)
-    ids = sorted(set(_ID.findall(text)), key=len, reverse=True)
-    if ids:
-        pattern = re.compile(r'(id="|#)(' + "|".join(map(re.escape, ids)) + r')(?=["\)])')
-        text = pattern.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
-    text = text.replace("<svg ", f'<svg role="img" aria-labelledby="{prefix}-caption" ', 1)
-    return Markup(text)
-
-
-def _band_bars(ax, x, vals, width, colors, hatch, alpha, label=None):
-    """One series of per-band bars: the model solid, the manual card hatched, in the band's colour."""
-    return ax.bar(
-        x,
-        vals,
-        width * 0.95,
-        color=colors,
-        alpha=alpha,
-        hatch=hatch,
-        edgecolor=colors if hatch is None else "#424242",
-        linewidth=0.6,
-        label=label,
-    )
-
-
-def band_distribution_figure(counts: pd.DataFrame, colors: dict[str, str]):
-    """Grouped bars per band: the model (solid) and the manual card (hatched), in the band's colour.
-    ``counts`` has one row per band and the columns ``model`` and ``manual``."""
-    from matplotlib.patches import Patch
-
-    from ml.plots import _plt
-
-    plt = _plt()
-    bands = list(counts.index)
-    fig, ax = plt.subplots(figsize=(6.4, 3.0))
-    x = np.arange(len(bands))
-    w = 0.38
-    total = {k: max(int(counts[k].sum()), 1) for k in ("model", "manual")}
-    for off, key, hatch, alpha in ((-w / 2, "model", None, 1.0), (w / 2, "manual", "///", 0.45)):
-        vals = counts[key].to_numpy()
-        cols = [colors.get(b, _FALLBACK_COLOR) for b in bands]
-        bars = _band_bars(ax, x + off, vals, w, cols, hatch, alpha)
-        for rect, v in zip(bars, vals, strict=True):
-            ax.annotate(
-                f"{int(v):,}\n{v / total[key]:.0%}",
-                (rect.get_x() + rect.get_width() / 2, rect.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=7.5,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
-    ax.set_xticks(x, [_mpl_text(b) for b in bands])
-    ax.set_ylabel("customers")
-    ax.set_ylim(0, max(1, counts.to_numpy().max()) * 1.2)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(
-        handles=[
-            Patch(facecolor="#9e9e9e", label="model"),
-            Patch(facecolor="#e0e0e0", hatch="///", edgecolor="#424242", label="manual card"),
-        ],
-        frameon=False,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncols=2,
-    )
-    return fig
-
-
-def weights_figure(weights: pd.DataFrame, labels: dict[str, str]):
-    """Horizontal bars per indicator: manual weight, mean |SHAP| share and best linear weights (points
-    out of 100), with the refits' 90 % intervals as error bars."""
-    from ml.plots import _plt
-
-    plt = _plt()
-    w = weights.iloc[::-1].reset_index(drop=True)  # first indicator on top
-    n = len(w)
-    fig, ax = plt.subplots(figsize=(6.8, 0.42 * n + 1.1))
-    y = np.arange(n)
-    h = 0.27
-
-    def interval(lo_col, hi_col, mask):
-        lo = pd.to_numeric(w[lo_col], errors="coerce").to_numpy(float)
-        hi = pd.to_numeric(w[hi_col], errors="coerce").to_numpy(float)
-        ok = mask & ~np.isnan(lo) & ~np.isnan(hi)
-        return ok, (lo + hi) / 2, (hi - lo) / 2
-
-    in_card = w["in_scorecard"].astype(bool).to_numpy()
-    ax.barh(y + h, w["manual"].astype(float), h, color="#9e9e9e", label="manual")
-    ax.barh(y, w["shap"].astype(float), h, color=_MODEL_BLUE, label="SHAP share")
-    ok, mid, half = interval("shap_low", "shap_high", np.ones(n, bool))
-    if ok.any():
-        ax.errorbar(mid[ok], y[ok], xerr=half[ok], fmt="none", ecolor="#0d2b52", elinewidth=1, capsize=2.5)
-    lin = np.where(in_card, w["linear"].astype(float), np.nan)
-    ax.barh(y - h, lin, h, color=_LINEAR_GREEN, label="linear (card indicators)")
-    ok, mid, half = interval("linear_low", "linear_high", in_card)
-    if ok.any():
-        ax.errorbar(mid[ok], y[ok] - h, xerr=half[ok], fmt="none", ecolor="#2b4a10", elinewidth=1, capsize=2.5)
-    names = [
-        labels.get(str(i), str(i)) + ("" if c else " (extra)") for i, c in zip(w["indicator"], in_card, strict=True)
-    ]
-    ax.set_yticks(y, [_mpl_text(s) for s in names])
-    ax.set_xlabel("points out of 100 (bars: 90 % interval over refits)")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(frameon=False, loc="lower right")
-    ax.set_ylim(-0.6, n - 0.4)
-    return fig
-
-
-def churn_by_band_figure(ranking: dict, band_order: list[str], colors: dict[str, str]):
-    """Observed churn rate per band on held-out rows: the model (solid) and the manual card (hatched)."""
-    from ml.plots import _plt
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    x = np.arange(len(band_order))
-    w = 0.38
-    top = 0.0
-    for off, key, hatch, alpha in ((-w / 2, "model", None, 1.0), (w / 2, "manual", "///", 0.45)):
-        if key not in ranking:
-            continue
-        rates = [_finite(ranking[key]["churn_rate_by_band"].get(b)) for b in band_order]
-        rows = ranking[key].get("rows_by_band", {})
-        cols = [colors.get(b, _FALLBACK_COLOR) for b in band_order]
-        vals = [0.0 if r is None else r for r in rates]
-        _band_bars(ax, x + off, vals, w, cols, hatch, alpha, label="model" if key == "model" else "manual card")
-        for xi, r, b in zip(x + off, rates, band_order, strict=True):
-            txt = "no rows" if r is None else f"{r:.0%}\n(n={rows.get(b, 0):,})"
-            ax.annotate(
-                txt,
-                (xi, 0 if r is None else r),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
-        top = max([top, *vals])
-    ax.set_xticks(x, [_mpl_text(b) for b in band_order])
-    ax.set_ylim(0, max(top * 1.3, 0.05))
-    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-    ax.set(ylabel="observed churn rate", title="Churn within the horizon, per band (held-out rows)")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(frameon=False, loc="upper left")
-    return fig
-
-
-def waterfall_figure(explanation: dict, steps: int = WATERFALL_STEPS, band_colors: dict[str, str] | None = None):
-    """One customer's health score built up from the model's base score: the ``steps`` largest
-    contributions (health points), the rest grouped as "other", then the score. ``explanation`` is
-    :func:`ml.explain.explain_customer`'s result."""
-    from ml.plots import _plt
-
-    plt = _plt()
-    items = sorted(explanation["contributions"], key=lambda d: -abs(d["points"]))
-    top, rest = items[:steps], items[steps:]
-    rows = [(f"{it['label']} = {_value_text(it['value'])}", float(it["points"])) for it in top]
-    if rest:
-        rows.append((f"other ({len(rest)} indicators)", float(sum(it["points"] for it in rest))))
-    base, score = float(explanation["base_score"]), float(explanation["health_score"])
-    labels = ["base score (portfolio average)", *[r[0] for r in rows], "health score"]
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(5.0, 0.27 * n + 0.8))
-    y = np.arange(n)[::-1]
-    final_color = (band_colors or {}).get(explanation.get("band"), _MODEL_BLUE)
-    ax.barh(y[0], base, 0.6, color=_NEUTRAL)
-    ax.annotate(f"{base:.1f}", (base, y[0]), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7.5)
-    running = base
-    for i, (_, pts) in enumerate(rows, start=1):
-        left = running + min(pts, 0.0)
-        ax.barh(y[i], abs(pts), 0.6, left=left, color=_NEG if pts < 0 else _POS)
-        ax.plot([running, running], [y[i - 1] - 0.3, y[i] + 0.3], color="#9e9e9e", lw=0.6)
-        end = running + pts
-        ax.annotate(
-            _points(pts),
-            (max(running, end), y[i]),
-            xytext=(3, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=7.5,
-        )
-        running = end
-    ax.plot([running, running], [y[-2] - 0.3, y[-1] + 0.3], color="#9e9e9e", lw=0.6)
-    ax.barh(y[-1], score, 0.6, color=final_color)
-    ax.annotate(
-        f"{score:.1f}",
-        (score, y[-1]),
-        xytext=(3, 0),
-        textcoords="offset points",
-        va="center",
-        fontsize=7.5,
-        fontweight="bold",
-    )
-    ax.set_yticks(y, [_mpl_text(s) for s in labels])
-    lo = min(base, score, *np.cumsum([base] + [r[1] for r in rows]))
-    ax.set_xlim(max(0.0, lo - 12), min(100.0, max(base, score) + 8) if max(base, score) < 95 else 104)
-    ax.set_xlabel("health points")
-    ax.spines[["top", "right"]].set_visible(False)
-    return fig
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -372,7 +110,7 @@ class HealthReport:
         max_at_risk: int = MAX_AT_RISK,
         max_explained: int = MAX_EXPLAINED,
     ):
-        model._check_fitted()
+        model.check_fitted()
         card = model.card
         if card.id_column not in frame.columns:
             raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
@@ -420,11 +158,11 @@ class HealthReport:
 
     @cached_property
     def colors(self) -> dict[str, str]:
-        return _band_colors(self.card)
+        return band_colors(self.card)
 
     @cached_property
     def labels(self) -> dict[str, str]:
-        from ml.explain import feature_labels
+        from ml.model.explain import feature_labels
 
         return dict(zip(self.model.schema_.names, feature_labels(self.model), strict=True))
 
@@ -466,7 +204,7 @@ class HealthReport:
     @cached_property
     def health_table(self) -> list[dict]:
         """What a health score means: P(churn) at 90, 80, ... for the model, and the manual card's."""
-        from ml.calibration import health_to_probability
+        from ml.model.calibration import health_to_probability
         from ml.scorecard import assign_bands
 
         cal = self.card.calibration
@@ -507,7 +245,7 @@ class HealthReport:
     @cached_property
     def explanations(self) -> list[dict]:
         """``explain_customer`` for the riskiest ``max_explained`` customers of the at-risk table."""
-        from ml.explain import explain_customer
+        from ml.model.explain import explain_customer
 
         ids = self.at_risk[self.card.id_column].head(self.max_explained)
         return [explain_customer(self.model, self.latest, cid) for cid in ids]
@@ -564,14 +302,14 @@ class HealthReport:
                     "label": self.labels.get(r["indicator"], r["indicator"]),
                     "column": r.get("column", ""),
                     "in_scorecard": in_card,
-                    "manual": _finite(r.get("manual")),
-                    "shap": _finite(r.get("shap")),
-                    "shap_low": _finite(r.get("shap_low")),
-                    "shap_high": _finite(r.get("shap_high")),
-                    "gain": _finite(r.get("gain")),
-                    "linear": _finite(r.get("linear")) if in_card else None,
-                    "linear_low": _finite(r.get("linear_low")) if in_card else None,
-                    "linear_high": _finite(r.get("linear_high")) if in_card else None,
+                    "manual": finite(r.get("manual")),
+                    "shap": finite(r.get("shap")),
+                    "shap_low": finite(r.get("shap_low")),
+                    "shap_high": finite(r.get("shap_high")),
+                    "gain": finite(r.get("gain")),
+                    "linear": finite(r.get("linear")) if in_card else None,
+                    "linear_low": finite(r.get("linear_low")) if in_card else None,
+                    "linear_high": finite(r.get("linear_high")) if in_card else None,
                     "direction": r.get("direction", ""),
                     "direction_check": r.get("direction_check", ""),
                     "constrained": bool(r.get("constrained", False)),
@@ -611,12 +349,12 @@ class HealthReport:
                 {
                     "customer_id": str(r[card.id_column]),
                     "date": None if date is None or pd.isna(date) else str(pd.Timestamp(date).date()),
-                    "health_score": _finite(r["health_score"]),
+                    "health_score": finite(r["health_score"]),
                     "band": None if pd.isna(r["band"]) else str(r["band"]),
-                    "churn_probability": _finite(r["churn_probability"]),
-                    "manual_score": _finite(r["manual_score"]),
+                    "churn_probability": finite(r["churn_probability"]),
+                    "manual_score": finite(r["manual_score"]),
                     "manual_band": None if pd.isna(r["manual_band"]) else str(r["manual_band"]),
-                    "manual_churn_probability": _finite(r["manual_churn_probability"]),
+                    "manual_churn_probability": finite(r["manual_churn_probability"]),
                     "drivers": drivers,
                 }
             )
@@ -626,20 +364,21 @@ class HealthReport:
     def charts(self) -> dict[str, Any]:
         """Inline SVG per chart (``why`` is a list, one per explained customer)."""
         order = [b.name for b in self.card.bands]
-        charts: dict[str, Any] = {"bands": _svg(band_distribution_figure(self.band_counts, self.colors), "svg-bands")}
+        charts: dict[str, Any] = {
+            "bands": inline_svg(band_distribution_figure(self.band_counts, self.colors), "svg-bands")
+        }
         if self.weights is not None and len(self.weights):
-            charts["weights"] = _svg(weights_figure(self.weights, self.labels), "svg-weights")
+            charts["weights"] = inline_svg(weights_figure(self.weights, self.labels), "svg-weights")
         cal = (self.metrics or {}).get("calibration", {})
         if all(k in cal and "reliability" in cal[k] for k in ("model", "manual")):
-            from ml.plots import reliability_figure
-
-            charts["reliability"] = _svg(reliability_figure(self.metrics), "svg-reliability")
+            charts["reliability"] = inline_svg(reliability_figure(self.metrics), "svg-reliability")
         if (self.metrics or {}).get("ranking"):
-            charts["churn_by_band"] = _svg(
+            charts["churn_by_band"] = inline_svg(
                 churn_by_band_figure(self.metrics["ranking"], order, self.colors), "svg-churn-by-band"
             )
         charts["why"] = [
-            _svg(waterfall_figure(e, band_colors=self.colors), f"svg-why-{i}") for i, e in enumerate(self.explanations)
+            inline_svg(waterfall_figure(e, band_colors=self.colors), f"svg-why-{i}")
+            for i, e in enumerate(self.explanations)
         ]
         return charts
 
@@ -700,13 +439,13 @@ def _env():
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(
-        loader=PackageLoader("ml", "templates"),
+        loader=PackageLoader("ml.report", "templates"),
         autoescape=select_autoescape(default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=_num, pct=_pct, points=_points, value=_value_text)
+    env.filters.update(num=_num, pct=_pct, points=points_text, value=value_text)
     return env
 
 
@@ -720,7 +459,7 @@ def write_report(
 ) -> HealthReport:
     """Build the report and write its HTML to ``out_path`` atomically; returns the report (its
     ``summary`` serves the CLI's one-line output)."""
-    from ml.io import write_text
+    from ml.data.io import write_text
 
     report = build_report(model, frame, model_dir=model_dir)
     write_text(report.to_html(), out_path)

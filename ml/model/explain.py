@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml.features import CATEGORICAL
+from ml._lgb import predict_kw
+from ml.errors import DataError
+from ml.model.features import CATEGORICAL
 
 _DELTA = 1e-4
 
@@ -43,7 +45,7 @@ class Contributions:
 
 
 def _health_of_margin(model, margin: np.ndarray) -> np.ndarray:
-    return model._health(model.calibrator_.predict_proba(margin))
+    return model.health_from_probability(model.calibrator_.predict_proba(margin))
 
 
 def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None) -> Contributions:
@@ -52,8 +54,6 @@ def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None) -> C
     The score they add up to is computed from LightGBM's own margin (``margin``, if the caller has it
     already), exactly as ``HealthModel.predict`` computes it: the TreeSHAP sum can differ from that
     margin in the last bits, so it only sets each customer's slope."""
-    from ml.model import predict_kw
-
     raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
     phi, bias = raw[:, :-1], raw[:, -1]
     if margin is None:
@@ -197,8 +197,6 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
     Keys: customer_id, health_score, band, churn_probability, base_score, contributions (list of
     {indicator, value, points}, most negative first), manual ({score, band, base_score, contributions}).
     """
-    from ml.errors import DataError
-
     card = model.card
     ids = frame[card.id_column].astype(str)
     rows = frame[ids.to_numpy() == str(customer_id)]
@@ -213,7 +211,7 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
     row = rows.iloc[[-1]]
     X = model.schema_.matrix(row)
     contrib = contributions(model, X)
-    shown = model._scores(row, contrib.margin).iloc[0]  # the numbers `predict` gives this customer
+    shown = model.scores(row, contrib.margin).iloc[0]  # the numbers `predict` gives this customer
     labels = feature_labels(model)
 
     def value_of(name: str, column: str):

@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from ml.calibration import fit_platt
+from ml.model.booster import HealthModel
+from ml.model.calibration import fit_platt
+from ml.model.weights import PROPOSALS, reweighted_card
+from ml.scorecard import WeightedScorecard
 
 
 def top_decile_lift(risk: np.ndarray, y: np.ndarray) -> float:
@@ -96,4 +99,49 @@ def calibration_metrics(p: np.ndarray, y: np.ndarray, band, band_order: list[str
         "observed_rate": float(y.mean()),
         "by_band": per_band,
         "reliability": reliability_table(p, y).to_dict(orient="list"),
+    }
+
+
+def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd.DataFrame) -> dict[str, Any]:
+    """Held-out ranking and calibration metrics for the manual card, re-weighted cards and the model."""
+    card = model.card
+    hold = model.splits_.holdout
+    fit_rows = np.concatenate([model.splits_.train, model.splits_.valid])
+    fh = frame.iloc[hold]
+    yh = y[hold]
+    order = [b.name for b in card.bands]
+    pred = model.predict(fh, drivers=0, strict=False)
+    ranking: dict[str, Any] = {
+        "manual": ranking_metrics(pred["manual_score"].to_numpy(), pred["manual_band"], yh, order)
+    }
+    new_weights = {}
+    for name in PROPOSALS:
+        rc = reweighted_card(card, weights, name)
+        if rc is None:
+            continue
+        sc = WeightedScorecard.from_state(rc, model.scorecard_.state())
+        sc.place_band_cuts(frame.iloc[fit_rows])  # quantile bands move with the weights
+        scored = sc.score(fh)
+        ranking[f"card_{name}"] = ranking_metrics(scored["health_score"].to_numpy(), scored["band"], yh, order)
+        new_weights[f"card_{name}"] = {ind.name: ind.weight for ind in rc.indicators}
+    ranking["model"] = ranking_metrics(pred["health_score"].to_numpy(), pred["band"], yh, order)
+    ok = pred["manual_churn_probability"].notna().to_numpy()
+    cal = model.calibrator_.to_dict()
+    calibration = {
+        "method": cal["method"],
+        "reason": cal["reason"],
+        "scale": card.calibration.scale,
+        "slice_rows": cal["rows"],
+        "slice_churners": cal["churners"],
+        "model": calibration_metrics(pred["churn_probability"].to_numpy(), yh, pred["band"], order),
+        "manual": calibration_metrics(
+            pred["manual_churn_probability"].to_numpy()[ok], yh[ok], pred["manual_band"].to_numpy()[ok], order
+        ),
+    }
+    return {
+        "holdout": {"rows": int(len(hold)), "churners": int(yh.sum()), "churn_rate": float(yh.mean())},
+        "ranking": ranking,
+        "reweighted_cards": new_weights,
+        "calibration": calibration,
+        "model": {"best_iteration": model.best_iteration_, "features": model.schema_.names},
     }

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.errors import ModelError
+from ml.errors import CardError, ModelError
 
 FORMAT_VERSION = 1
 MANIFEST = "MANIFEST.json"
@@ -43,14 +43,18 @@ def _sha256(path: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import lightgbm
     import pandas
     import sklearn
 
-    import ml
-
+    try:
+        own = version("healthscore")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        own = "unknown"
     return {
-        "healthscore": ml.__version__,
+        "healthscore": own,
         "lightgbm": lightgbm.__version__,
         "pandas": pandas.__version__,
         "scikit-learn": sklearn.__version__,
@@ -156,7 +160,7 @@ def save_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
     try:
         if mlflow_example is not None:  # MLflow's files first: it refuses a non-empty directory
-            from ml.pyfunc import write_mlflow_files
+            from ml.serving.mlmodel import write_mlflow_files
 
             write_mlflow_files(model, mlflow_example, tmp)
         model.booster_.save_model(str(tmp / "model.txt"), num_iteration=model.best_iteration_)
@@ -194,10 +198,11 @@ def load_model(model_dir: str | os.PathLike):
     """Load a :class:`~ml.model.HealthModel` from a directory (verified against its manifest)."""
     import lightgbm as lgb
 
-    from ml.calibration import ScoreCalibrator
     from ml.card import parse_card
-    from ml.features import FeatureSchema
-    from ml.model import HealthModel
+    from ml.model.audit import DirectionCheck
+    from ml.model.booster import HealthModel
+    from ml.model.calibration import ScoreCalibrator
+    from ml.model.features import FeatureSchema
     from ml.scorecard import WeightedScorecard
 
     model_dir = Path(model_dir)
@@ -223,8 +228,6 @@ def load_model(model_dir: str | os.PathLike):
         model.scorecard_ = WeightedScorecard.from_state(card, state["scorecard"])
         model.manual_base_subscores_ = np.asarray(state["manual_base_subscores"], float)
         model.reference_values_ = state["reference_values"]
-        from ml.audit import DirectionCheck
-
         model.audit_ = [DirectionCheck(**{k: v for k, v in c.items() if k != "evidence"}) for c in state["audit"]]
         model.split_summary_ = state["split"]
         model.n_rows_ = state["rows"]
@@ -232,6 +235,9 @@ def load_model(model_dir: str | os.PathLike):
         model.model_dir_ = model_dir
     except ModelError:
         raise
-    except Exception as exc:
-        raise ModelError(f"{model_dir}: could not load the model ({type(exc).__name__}: {exc}); retrain it.") from None
+    except (KeyError, TypeError, ValueError, lgb.basic.LightGBMError, CardError, OSError) as exc:
+        # a file that passed the manifest check but does not hold what this release writes (a hand
+        # edit, another release's layout): a data problem, not a bug. Anything else is a bug: let it show.
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ModelError(f"{model_dir}: could not load the model ({what}); retrain it.") from None
     return model

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ml.features import NUMERIC, FeatureSchema
+from ml.model.features import NUMERIC, FeatureSchema
 
 Z_CONTRADICT = 2.0
 
@@ -44,7 +44,7 @@ class DirectionCheck:
         return {**asdict(self), "evidence": self.evidence}
 
 
-def _variance_of_mean(y: np.ndarray, groups: np.ndarray | None) -> float:
+def variance_of_mean(y: np.ndarray, groups: np.ndarray | None) -> float:
     """Variance of the mean of ``y``; with ``groups`` (customer codes) a cluster-robust one, since a
     customer's snapshots are not independent evidence."""
     n = len(y)
@@ -78,7 +78,7 @@ def audit_directions(
         if q25 == q75 or lo.sum() == 0 or hi.sum() == 0:
             continue
         p_lo, p_hi = yv[lo].mean(), yv[hi].mean()
-        var = _variance_of_mean(yv[lo], None if gv is None else gv[lo]) + _variance_of_mean(
+        var = variance_of_mean(yv[lo], None if gv is None else gv[lo]) + variance_of_mean(
             yv[hi], None if gv is None else gv[hi]
         )
         se = np.sqrt(max(var, 1e-12))

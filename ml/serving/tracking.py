@@ -31,7 +31,8 @@ def quiet_mlflow_env() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def _mlflow():
+def mlflow_module():
+    """``mlflow``, imported quietly and pointed at :func:`tracking_uri`."""
     quiet_mlflow_env()
     import logging
 
@@ -107,60 +108,8 @@ def run_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def tracked_training(
-    card,
-    frame,
-    model_dir,
-    *,
-    config_path=None,
-    data_path=None,
-    experiment=None,
-    n_refits=None,
-    progress=lambda s: None,
-    register: bool = True,
-):
-    """``pipeline.train`` inside an MLflow run; registers the model and sets ``@challenger``.
-    A run that raises is marked FAILED (by ``mlflow.start_run``'s context manager)."""
-    from ml.pipeline import train
-
-    progress("starting the MLflow run")
-    mlflow = _mlflow()
-    mlflow.set_experiment(experiment or card.experiment or DEFAULT_EXPERIMENT)
-    with mlflow.start_run(run_name=f"train {card.name}") as run:
-        mlflow.set_tags({"healthscore.card": card.name, "healthscore.model_dir": str(Path(model_dir).resolve())})
-        result = train(card, frame, model_dir, n_refits=n_refits, progress=progress)
-        progress("logging to MLflow")
-        mlflow.log_params(run_params(card, frame, result, config_path, data_path))
-        mlflow.log_metrics(run_metrics(result.metrics))
-        md = Path(result.model_dir)
-        for name in (
-            "card.yaml",
-            "weights.csv",
-            "metrics.json",
-            "split.json",
-            "audit.json",
-            "reliability.png",
-            "shap_summary.png",
-        ):
-            if (md / name).exists():
-                mlflow.log_artifact(str(md / name))
-        if (md / "plots").exists():
-            mlflow.log_artifacts(str(md / "plots"), artifact_path="plots")
-        mlflow.log_dict(result.model.schema_.to_dict(), "input_schema.json")
-        mlflow.log_artifacts(str(md), artifact_path="model")
-        result.run_id = run.info.run_id
-        result.version = None
-        if register:
-            progress("registering the model")
-            mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", card.name)
-            client = mlflow.MlflowClient()
-            client.set_registered_model_alias(card.name, CHALLENGER, mv.version)
-            result.version = int(mv.version)
-    return result
-
-
 def promote(name: str, version: int, alias: str = CHAMPION) -> None:
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     client = mlflow.MlflowClient()
     try:
         client.get_model_version(name, str(version))
@@ -177,7 +126,7 @@ def download_model(uri: str) -> Path:
     import atexit
     import shutil
 
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     dst = tempfile.mkdtemp(prefix="healthscore-model-")
     atexit.register(shutil.rmtree, dst, True)  # the copy lives as long as this process
     try:

@@ -1,0 +1,219 @@
+"""What the command line prints: rich tables for band summaries, weights, metrics and explanations,
+and the progress line. The commands in :mod:`ml.cli.app` call these; nothing here computes results."""
+
+from __future__ import annotations
+
+import sys
+
+
+def console():
+    from rich.console import Console
+
+    # wide enough for the weight and metric tables when the output is not a terminal
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def band_summary(table, card):
+    import pandas as pd
+
+    counts = table["band"].value_counts().reindex([b.name for b in card.bands], fill_value=0)
+    mean = table.groupby("band", observed=False)["health_score"].mean().reindex(counts.index)
+    return pd.DataFrame({"customers": counts, "share": counts / max(len(table), 1), "mean_score": mean})
+
+
+def print_band_summary(table, card, title: str = "Band summary (manual card)") -> None:
+    from rich.table import Table
+
+    summary = band_summary(table, card)
+    colors = {b.name: b.color for b in card.bands}
+    t = Table(title=title)
+    for col in ("band", "rows", "share", "mean score"):
+        t.add_column(col, justify="left" if col == "band" else "right")
+    for band, row in summary.iterrows():
+        t.add_row(
+            f"[{colors[band]}]{band}[/]",
+            f"{int(row.customers):,}",
+            f"{row.share:.1%}",
+            "-" if row.customers == 0 else f"{row.mean_score:.1f}",
+        )
+    console().print(t)
+
+
+class Progress:
+    """A progress line with the current step: a bar where the step counts (the refits), a pulse
+    otherwise, and the elapsed time. Silent when the output is not a terminal."""
+
+    def __enter__(self):
+        from rich import progress as rp
+
+        con = console()
+        self._p = rp.Progress(
+            rp.SpinnerColumn(),
+            rp.TextColumn("{task.description}"),
+            rp.BarColumn(),
+            rp.MofNCompleteColumn(),
+            rp.TimeElapsedColumn(),
+            console=con,
+            transient=True,
+            disable=not con.is_terminal,
+        )
+        self._p.__enter__()
+        self._task = self._p.add_task("starting", total=None)
+
+        def step(text: str, done: int | None = None, total: int | None = None) -> None:
+            self._p.update(self._task, description=text, completed=done or 0, total=total)
+
+        return step
+
+    def __exit__(self, *exc):
+        return self._p.__exit__(*exc)
+
+
+def print_weights(weights) -> None:
+    from rich.table import Table
+
+    t = Table(title="Indicator weights: manual vs proposed (points out of 100; 90 % refit interval)")
+    for col in ("indicator", "manual", "shap", "interval", "gain", "linear", "interval ", "flag"):
+        t.add_column(col, justify="left" if col in ("indicator", "flag") else "right")
+    for _, r in weights.iterrows():
+        name = r["indicator"] if r["in_scorecard"] else f"{r['indicator']} (extra)"
+        lin = "-" if not r["in_scorecard"] else str(int(r["linear"]))
+        lin_iv = "-" if not r["in_scorecard"] else interval(r["linear_low"], r["linear_high"])
+        flag = r["flag"] if isinstance(r["flag"], str) else ""
+        t.add_row(
+            name,
+            f"{r['manual']:g}",
+            str(int(r["shap"])),
+            interval(r["shap_low"], r["shap_high"]),
+            str(int(r["gain"])),
+            lin,
+            lin_iv,
+            f"[bold red]{flag}[/]" if flag else "",
+        )
+    console().print(t)
+
+
+def interval(lo, hi) -> str:
+    import math
+
+    return "-" if lo is None or hi is None or math.isnan(lo) or math.isnan(hi) else f"{lo:.0f}-{hi:.0f}"
+
+
+def fmt(v, pct=False):
+    if v is None:
+        return "-"
+    return f"{v:.1%}" if pct else f"{v:.3f}"
+
+
+def print_metrics(metrics, card) -> None:
+    from rich.table import Table
+
+    h = metrics["holdout"]
+    bands = [b.name for b in card.bands]
+    t = Table(title=f"Held-out evaluation: {h['rows']:,} rows, {h['churners']:,} churners ({h['churn_rate']:.1%})")
+    for col in (
+        "scorer",
+        "ROC-AUC",
+        "PR-AUC",
+        "top-10% lift",
+        *[f"churn {b}" for b in bands],
+        f"churners in {bands[-1]}",
+    ):
+        t.add_column(col, justify="left" if col == "scorer" else "right")
+    names = {
+        "manual": "manual card",
+        "card_shap": "card, shap weights",
+        "card_gain": "card, gain weights",
+        "card_linear": "card, linear weights",
+        "model": "model",
+    }
+    for key, m in metrics["ranking"].items():
+        t.add_row(
+            names.get(key, key),
+            fmt(m["roc_auc"]),
+            fmt(m["pr_auc"]),
+            "-" if m["top_decile_lift"] is None else f"{m['top_decile_lift']:.2f}x",
+            *[fmt(m["churn_rate_by_band"][b], pct=True) for b in bands],
+            fmt(m["at_risk_capture"], pct=True),
+        )
+    console().print(t)
+    cal = metrics.get("calibration")
+    if cal:
+        c = Table(title=f"Calibration on held-out rows ({cal['method']}, {cal['scale']} scale)")
+        for col in ("scorer", "ECE", "Brier", "slope", "intercept", *[f"{b}: pred / obs" for b in bands]):
+            c.add_column(col, justify="left" if col == "scorer" else "right")
+        for key, label in (("model", "model"), ("manual", "manual card")):
+            m = cal[key]
+            per = [
+                f"{fmt(m['by_band'][b]['predicted'], True)} / {fmt(m['by_band'][b]['observed'], True)}" for b in bands
+            ]
+            c.add_row(
+                label,
+                f"{m['ece']:.4f}",
+                f"{m['brier']:.4f}",
+                fmt(m["calibration_slope"]),
+                fmt(m["calibration_intercept"]),
+                *per,
+            )
+        console().print(c)
+
+
+def print_explanation(r, card) -> None:
+    from rich.table import Table
+
+    colors = {b.name: b.color for b in card.bands}
+    con = console()
+    con.print(f"[bold]{r['customer_id']}[/]" + (f"  (snapshot {r['snapshot_date']})" if r.get("snapshot_date") else ""))
+    con.print(
+        f"model: health [bold]{r['health_score']:.1f}[/] [{colors.get(r['band'], 'white')}]{r['band']}[/], "
+        f"churn probability {r['churn_probability']:.1%}, base score {r['base_score']:.1f}"
+    )
+    mm = r["manual"]
+    if mm["score"] is not None:
+        con.print(
+            f"manual card: score [bold]{mm['score']:.1f}[/] [{colors.get(mm['band'], 'white')}]{mm['band']}[/]"
+            + (f", churn probability {mm['churn_probability']:.1%}" if mm["churn_probability"] is not None else "")
+            + f", base score {mm['base_score']:.1f}"
+        )
+    for title, items, base, total in (
+        ("Model", r["contributions"], r["base_score"], r["health_score"]),
+        ("Manual card", mm["contributions"], mm["base_score"], mm["score"]),
+    ):
+        t = Table(title=f"{title}: contributions in health points (most negative first)")
+        t.add_column("indicator")
+        t.add_column("value", justify="right")
+        t.add_column("points", justify="right")
+        t.add_row("[dim]base score[/]", "", f"{base:.1f}")
+        for it in items:
+            v = it["value"]
+            vtxt = "missing" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+            color = "red" if it["points"] < 0 else "green"
+            t.add_row(it["label"], vtxt, f"[{color}]{it['points']:+.1f}[/]")
+        if total is not None:
+            t.add_row("[bold]= score[/]", "", f"[bold]{total:.1f}[/]")
+        con.print(t)
+
+
+def print_demo(r, tracked: bool) -> None:
+    """The demo's summary: what was generated, the manual card's bands, weights, metrics, the model's
+    bands on the latest snapshot and where everything was written."""
+    import typer
+
+    card, p = r.card, r.paths
+    typer.echo(
+        f"generated {len(r.snapshots):,} snapshots of {r.snapshots[card.id_column].nunique():,} customers "
+        f"-> {p['snapshots']}"
+    )
+    print_band_summary(r.manual_scores, card)
+    print_weights(r.train.weights)
+    print_metrics(r.train.metrics, card)
+    print_band_summary(r.predictions, card, title="Latest snapshot: band summary (model)")
+    typer.echo("")
+    typer.echo(f"report:      {p['report']}")
+    typer.echo(f"model:       {p['model']}")
+    typer.echo(f"predictions: {p['predictions']}")
+    if tracked:
+        from ml.serving.tracking import tracking_uri
+
+        typer.echo(f"MLflow run {r.train.run_id}: registered {card.name} version {r.train.version} as @challenger")
+        typer.echo(f"browse runs: mlflow ui --backend-store-uri {tracking_uri()}")

@@ -1,0 +1,1 @@
+"""Tables in and out: reading and writing CSV/Parquet atomically, and the synthetic data generator."""

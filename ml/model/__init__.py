@@ -1,0 +1,2 @@
+"""The churn model: features, splits, direction audit, LightGBM, calibration, explanations, weight
+proposals and held-out evaluation."""
