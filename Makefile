@@ -24,6 +24,9 @@ demo: $(STAMP) ## Run the whole job on built-in synthetic data
 test: $(STAMP) ## Run the whole test suite (notebooks included)
 	$(BIN)/python -m pytest
 
+test-fast: $(STAMP) ## The quick loop: every test not marked slow (under a minute)
+	$(BIN)/python -m pytest -m "not slow" -q
+
 bench: $(STAMP) ## Run the speed and memory benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python benchmarks/run.py
 
@@ -40,4 +43,4 @@ lock: ## Re-resolve the lock file from pyproject.toml (needs the package registr
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 
-.PHONY: help venv demo test bench lint lock clean
+.PHONY: help venv demo test test-fast bench lint lock clean

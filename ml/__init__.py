@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the heavier stages load on first use (see __getattr__), so 
     from ml.model.calibration import ScoreCalibrator
     from ml.model.explain import explain_customer
     from ml.pipeline import DemoResult, TrainResult, demo, tracked_training, train
+    from ml.report.figures import reliability_figure, waterfall_figure, weights_figure
     from ml.report.report import HealthReport, build_report, write_report
     from ml.serving.bundle import load_model, save_model
     from ml.serving.tracking import promote
@@ -44,6 +45,9 @@ _LAZY = {
     "build_report": "ml.report.report",
     "write_report": "ml.report.report",
     "HealthReport": "ml.report.report",
+    "reliability_figure": "ml.report.figures",
+    "waterfall_figure": "ml.report.figures",
+    "weights_figure": "ml.report.figures",
 }
 
 
@@ -88,10 +92,13 @@ __all__ = [
     "percentile_rank",
     "promote",
     "read_table",
+    "reliability_figure",
     "save_model",
     "score_table",
     "tracked_training",
     "train",
+    "waterfall_figure",
+    "weights_figure",
     "write_report",
     "write_table",
 ]

@@ -170,6 +170,7 @@ def test_score_warnings_are_one_line_each(runner, tmp_path, worked, worked_frame
 
 # ---- demo ---------------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore::ml.errors.HealthScoreWarning")
+@pytest.mark.slow
 def test_demo_runs_the_whole_job(runner, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

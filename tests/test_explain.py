@@ -24,6 +24,8 @@ from ml.model.explain import card_contributions, contributions, feature_labels
 from ml.model.features import CATEGORICAL
 from ml.pipeline import train
 
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
+
 ADDITIVE = 1e-6  # base_score + sum(points) == score shown
 
 

@@ -165,6 +165,7 @@ def test_enough_generated_rows(snapshots):
     assert len(snapshots.frame) >= 20_000
 
 
+@pytest.mark.slow
 def test_shap_proposal_ranks_indicators_like_the_truth(truth_run, big_snapshots):
     assert len(big_snapshots.frame) >= 20_000
     w = truth_run.weights.set_index("indicator")
@@ -175,7 +176,7 @@ def test_shap_proposal_ranks_indicators_like_the_truth(truth_run, big_snapshots)
     assert rho >= 0.9, f"spearman(shap_share, truth) = {rho:.3f} < 0.9\n{table.to_string()}"
 
 
-@pytest.mark.parametrize("run", ["truth_run", "right_run"])
+@pytest.mark.parametrize("run", [pytest.param("truth_run", marks=pytest.mark.slow), "right_run"])
 def test_every_proposal_totals_exactly_100(run, request):
     weights = request.getfixturevalue(run).weights
     for column in PROPOSALS:
@@ -187,6 +188,7 @@ def test_every_proposal_totals_exactly_100(run, request):
     assert (weights.loc[~weights["in_scorecard"], "linear"] == 0).all()
 
 
+@pytest.mark.slow
 def test_intervals_are_ordered_and_exclude_zero_for_the_top_three(truth_run):
     w = truth_run.weights
     for name in ("shap", "linear"):
@@ -395,6 +397,7 @@ def test_card_rejects_probability_distorting_params(param, default_card_raw):
 
 
 # ---- determinism --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_training_twice_gives_identical_weights_and_metrics(mid_frame, default_card_raw, tmp_path):
     card = parse_card(default_card_raw())
     runs = [train(card, mid_frame, tmp_path / name, n_refits=2, plots=False, mlflow_files=False) for name in ("a", "b")]

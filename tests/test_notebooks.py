@@ -18,6 +18,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = ["01-explore-indicators.ipynb", "02-learned-vs-manual-weights.ipynb", "03-explain-at-risk-customers.ipynb"]

@@ -30,6 +30,9 @@ from ml.model.evaluate import expected_calibration_error
 from ml.pipeline import train
 from ml.serving.bundle import load_model
 
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
+
+
 PREDICTION_COLUMNS = [
     "customer_id",
     "snapshot_date",
@@ -198,6 +201,7 @@ _CHILD = """
 import sys
 import pandas as pd
 from ml.serving.bundle import load_model
+
 model = load_model(sys.argv[1])
 model.predict(pd.read_parquet(sys.argv[2])).to_parquet(sys.argv[3])
 """

@@ -18,6 +18,7 @@ from ml.card import load_card
 from ml.data.generate import generate_snapshots
 from ml.errors import DataError, HealthScoreWarning
 from ml.pipeline import train
+from ml.report.figures import band_colors, inline_svg, waterfall_figure
 from ml.report.report import (
     CSP,
     HEALTH_SCORES,
@@ -27,8 +28,9 @@ from ml.report.report import (
     build_report,
     write_report,
 )
-from ml.report.figures import band_colors, inline_svg, waterfall_figure
 from ml.serving.bundle import load_model
+
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE_ID = "<script>alert(1)</script>"

@@ -43,7 +43,7 @@ FLAGS = [
 ]
 A4_CSS_PX = 703  # 210 mm - 2 x 12 mm page margins, at 96 px per inch
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -23,6 +23,8 @@ from ml.card import parse_card
 from ml.data.generate import generate_snapshots
 from ml.pipeline import train
 
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
+
 HOST = "127.0.0.1"
 START_TIMEOUT = 90  # seconds for the server to answer /ping
 

@@ -28,6 +28,9 @@ from ml.cli.app import app
 from ml.data.generate import generate_snapshots
 from ml.errors import ModelError
 
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
+
+
 NAME = "health-score"  # the default card's registered model name
 PARAMS = (
     "card_sha256",
@@ -325,6 +328,7 @@ assert r.exit_code == 0, r.output
 after_score = "mlflow" in sys.modules
 from ml.serving.bundle import load_model
 import pandas as pd
+
 m = load_model(sys.argv[1])
 m.predict(pd.read_csv("new.csv"))
 print(after_score, "mlflow" in sys.modules)
