@@ -71,6 +71,11 @@ MODEL_KEYS = (
 CALIBRATION_KEYS = ("method", "scale", "anchor_score", "pdo")
 DEFAULT_BAND_COLORS = ("#2e7d32", "#f9a825", "#c62828")  # green, yellow, red: highest band first
 DEFAULT_MODEL_NAME = "health-score"
+# Bounds on the card's size: a card holds a few hundred values. YAML aliases can make a small file
+# expand to billions of values (an "alias bomb"); the file is checked before anything is built from it.
+MAX_CARD_VALUES = 20_000  # every scalar, list and mapping, counted after expanding aliases
+MAX_COLLECTION_ITEMS = 2_000  # entries in any one list or mapping
+MAX_CARD_DEPTH = 32  # nesting of lists and mappings
 _COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$")
 
 
@@ -498,6 +503,7 @@ def parse_card(raw: Any) -> Card:
     """Validate a card given as a mapping (e.g. loaded from YAML) and return a :class:`Card`."""
     if not isinstance(raw, Mapping):
         raise CardError(f"card: expected a YAML mapping at the top level, got {type(raw).__name__}.")
+    _check_size(raw)
     _check_keys(raw, CARD_KEYS, "card")
     _require(raw, REQUIRED_CARD_KEYS, "card")
     version = raw.get("version", 1)
@@ -577,13 +583,107 @@ def parse_card(raw: Any) -> Card:
     )
 
 
+def _too_big(what: str, found: str, where: str = "") -> CardError:
+    return CardError(
+        f"card{where}: {what} ({found}); a card holds a few hundred values. "
+        "Remove the repetition (YAML aliases `*name` / merges `<<:` that expand too far) or split the card."
+    )
+
+
+def _node_values(node: yaml.Node, memo: dict[int, int], open_: set[int], depth: int = 0) -> int:
+    """How many values ``node`` stands for once its aliases are expanded (without expanding them:
+    a node an alias points to is the same object, so its size is counted once and reused)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    where = f" line {node.start_mark.line + 1}" if node.start_mark is not None else ""
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    if key in open_:
+        raise CardError(f"card{where}: a YAML alias refers to itself (a recursive structure); remove it.")
+    if depth > MAX_CARD_DEPTH:
+        raise _too_big(f"lists and mappings nested more than {MAX_CARD_DEPTH} deep", f"at{where}")
+    if len(node.value) > MAX_COLLECTION_ITEMS:
+        raise _too_big(
+            f"a list or mapping with {len(node.value):,} entries, more than {MAX_COLLECTION_ITEMS:,}", f"at{where}"
+        )
+    open_.add(key)
+    total = 1
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+    for child in children:
+        total += _node_values(child, memo, open_, depth + 1)
+        if total > MAX_CARD_VALUES:
+            raise _too_big(f"it expands to more than {MAX_CARD_VALUES:,} values", f"at{where}")
+    open_.discard(key)
+    memo[key] = total
+    return total
+
+
+def safe_load_card_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with the card's size bounds checked on the composed node graph, before any
+    Python object is built (so an alias bomb is refused in microseconds, not expanded)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _node_values(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_size(raw: Any) -> None:
+    """The same bounds on a card given as Python data (``parse_card``): shared sub-objects are
+    counted as often as they appear, as LightGBM or a YAML dump would expand them."""
+    memo: dict[int, int] = {}
+
+    def size(obj: Any, open_: set[int], depth: int) -> int:
+        if not isinstance(obj, Mapping | list | tuple):
+            return 1
+        key = id(obj)
+        if key in memo:
+            return memo[key]
+        if key in open_:
+            raise CardError("card: a value contains itself (a recursive structure); remove it.")
+        if depth > MAX_CARD_DEPTH:
+            raise _too_big(f"lists and mappings nested more than {MAX_CARD_DEPTH} deep", "nesting")
+        if len(obj) > MAX_COLLECTION_ITEMS:
+            raise _too_big(f"a list or mapping with {len(obj):,} entries, more than {MAX_COLLECTION_ITEMS:,}", "")
+        open_.add(key)
+        items = [v for kv in obj.items() for v in kv] if isinstance(obj, Mapping) else list(obj)
+        total = 1
+        for v in items:
+            total += size(v, open_, depth + 1)
+            if total > MAX_CARD_VALUES:
+                raise _too_big(f"it expands to more than {MAX_CARD_VALUES:,} values", "")
+        open_.discard(key)
+        memo[key] = total
+        return total
+
+    size(raw, set(), 0)
+
+
 def load_card(path: str | Path) -> Card:
-    """Read and validate a YAML card file."""
+    """Read and validate a YAML card file (size-bounded: see :func:`safe_load_card_yaml`)."""
     path = Path(path)
     if not path.exists():
         raise CardError(f"{path}: card file not found; pass an existing YAML file with --config.")
+    if path.is_dir():
+        raise CardError(f"{path}: is a directory; pass the card's YAML file with --config.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise CardError(
+            f"{path}: line {line} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the card as UTF-8."
+        ) from None
+    try:
+        raw = safe_load_card_yaml(text)
+    except CardError as exc:
+        raise CardError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise CardError(f"{path}: the YAML is nested too deeply to be a card; fix the file.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -42,3 +42,19 @@ def quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HealthScoreWarning)
         yield
+
+
+def rows_text(index, mask, limit: int = 8) -> str:
+    """The rows where ``mask`` holds, as evidence for a message: "data rows 3, 7 and 12 more".
+
+    Rows are counted from 1 (the first row after a CSV header) by the frame's integer index, which the
+    readers leave as the row's position in the file; other indexes are shown as they are."""
+    import numpy as np
+    import pandas as pd
+
+    labels = pd.Index(index)[np.asarray(mask, dtype=bool)]
+    if pd.api.types.is_integer_dtype(labels):
+        labels = labels + 1
+    shown = ", ".join(str(v) for v in labels[:limit])
+    more = len(labels) - limit
+    return f"data row{'s' if len(labels) > 1 else ''} {shown}" + (f" and {more} more" if more > 0 else "")

@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 
 from ml.card import Band, Card, Indicator
-from ml.errors import DataError, warn
+from ml.errors import DataError, rows_text, warn
 
 NEUTRAL_SUBSCORE = 50.0
 _TRUE = ("true", "yes", "y", "t", "1", "1.0")
 _FALSE = ("false", "no", "n", "f", "0", "0.0")
+# values beyond single precision are overflows or sentinels (1e308, -9999e99), never a measurement
+NUMERIC_LIMIT = float(np.finfo(np.float32).max)
 
 
 # ---- small pure functions --------------------------------------------------------------------
@@ -49,11 +51,12 @@ def percentile_rank(values: np.ndarray, reference_sorted: np.ndarray) -> np.ndar
 
 
 def numeric_values(series: pd.Series, ind: Indicator) -> np.ndarray:
-    """The column as float, text that is not a number becoming NaN with a warning."""
+    """The column as float, text that is not a number becoming NaN with a warning; so do infinite
+    values and values beyond +-3.4e38 (:data:`NUMERIC_LIMIT`), with a warning naming the rows."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float).to_numpy()
     if pd.api.types.is_numeric_dtype(series):
-        return series.to_numpy(dtype=float, na_value=np.nan)
+        return _finite(series.to_numpy(dtype=float, na_value=np.nan), series.index, ind)
     converted = pd.to_numeric(series, errors="coerce")
     bad = converted.isna() & series.notna() & (series.astype(str).str.strip() != "")
     if bad.any() and converted.isna().all():  # text and gaps only: not a single number
@@ -68,7 +71,41 @@ def numeric_values(series: pd.Series, ind: Indicator) -> np.ndarray:
             f"column {ind.column!r} (indicator {ind.name!r}): {int(bad.sum())} value(s) are not numbers "
             f"(e.g. {examples}); they are treated as missing."
         )
-    return converted.to_numpy(dtype=float, na_value=np.nan)
+    return _finite(converted.to_numpy(dtype=float, na_value=np.nan), series.index, ind)
+
+
+def _finite(x: np.ndarray, index: pd.Index, ind: Indicator) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        out = ~np.isnan(x) & ~(np.abs(x) <= NUMERIC_LIMIT)
+    if not out.any():
+        return x
+    examples = [f"{v:g}" for v in pd.unique(x[out])[:3]]
+    warn(
+        f"column {ind.column!r} (indicator {ind.name!r}): {int(out.sum())} value(s) are infinite or beyond "
+        f"+-{NUMERIC_LIMIT:.1e} ({', '.join(examples)}) in {rows_text(index, out)}; they are treated as "
+        "missing. Fix the column (an overflow or a sentinel for 'unknown'?)."
+    )
+    return np.where(out, np.nan, x)
+
+
+def check_scale(x: np.ndarray, index: pd.Index, ind: Indicator) -> None:
+    """Warn about negative values of an indicator whose card scale starts at 0 or above (a count, a
+    duration or a rate: linear ``worst``/``best`` both >= 0, or thresholds whose cuts are all >= 0):
+    below the scale they still score (as its end) but are most likely an error in the data."""
+    sc = ind.scoring
+    anchors = (sc.worst, sc.best) if sc.method == "linear" else sc.cuts if sc.method == "thresholds" else ()
+    if not anchors or min(anchors) < 0:
+        return
+    with np.errstate(invalid="ignore"):
+        neg = x < 0
+    if neg.any():
+        examples = [f"{v:g}" for v in np.sort(pd.unique(x[neg]))[:3]]
+        warn(
+            f"column {ind.column!r} (indicator {ind.name!r}): {int(neg.sum())} negative value(s) "
+            f"({', '.join(examples)}) in {rows_text(index, neg)}, but the card scores it on a scale from "
+            f"{min(anchors):g} (a count, duration or rate cannot be negative); they are scored as the end of "
+            "the scale. Check the data."
+        )
 
 
 def boolean_values(series: pd.Series, ind: Indicator) -> np.ndarray:
@@ -122,6 +159,7 @@ def subscore(series: pd.Series, ind: Indicator, reference: np.ndarray | None = N
         x = boolean_values(series, ind)
         return np.where(np.isnan(x), np.nan, np.where(x == 1.0, sc.true_score, sc.false_score))
     x = numeric_values(series, ind)
+    check_scale(x, series.index, ind)
     if m == "identity":
         outside = (x < 0) | (x > 100)
         if outside.any():

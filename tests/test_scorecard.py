@@ -214,7 +214,8 @@ def test_all_missing_under_renormalize_gives_no_score(card_dict, worked_frame):
 
 # ---- scoring methods ----------------------------------------------------------------------------
 def test_linear_clips_to_0_100(one_indicator):
-    got = _subscores(one_indicator, {"method": "linear", "worst": 0, "best": 4}, [-1, 0, 1, 2, 4, 10, np.nan])
+    with pytest.warns(HealthScoreWarning, match=r"1 negative value\(s\) \(-1\) in data row 1.*scale from 0"):
+        got = _subscores(one_indicator, {"method": "linear", "worst": 0, "best": 4}, [-1, 0, 1, 2, 4, 10, np.nan])
     np.testing.assert_array_equal(got, [0, 0, 25, 50, 100, 100, np.nan])
 
 
@@ -459,6 +460,7 @@ def _row_frame(values):
     return frame
 
 
+@pytest.mark.filterwarnings("ignore:.*negative value.*:ml.errors.HealthScoreWarning")  # any value, by design
 @given(
     values=st.lists(maybe_missing, min_size=6, max_size=6), policy=st.sampled_from(["renormalize", "neutral", "worst"])
 )
@@ -473,6 +475,7 @@ def test_score_lies_within_0_100(mixed_scorecards, values, policy):
     assert out.loc[0, "band"] in ("Healthy", "Stable", "At risk")
 
 
+@pytest.mark.filterwarnings("ignore:.*negative value.*:ml.errors.HealthScoreWarning")  # any value, by design
 @given(
     values=st.lists(maybe_missing, min_size=6, max_size=6),
     which=st.integers(min_value=0, max_value=5),

@@ -81,6 +81,22 @@ def _nonempty(frame, path):
     return frame
 
 
+RawCsvOpt = Annotated[
+    bool,
+    typer.Option(
+        "--raw-csv",
+        help="Write CSV text cells as they are. By default a cell starting with = + - @ or a tab gets a "
+        "leading ' so a spreadsheet shows it instead of running it as a formula (Parquet is never altered).",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse categories unseen in training (default: score them as missing for that indicator, "
+        "with a warning naming the values and rows).",
+    ),
+]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The card (YAML).", dir_okay=False)]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv or .parquet file.", dir_okay=False)]
 
@@ -117,18 +133,21 @@ def score(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the scores (.csv or .parquet).")],
     subscores: Annotated[bool, typer.Option("--subscores", help="Also write subscore__<indicator> columns.")] = False,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """Score customers with the manual card: health_score, band, coverage and points per indicator."""
     from ml.card import load_card
+    from ml.data.checks import check_rows
     from ml.data.io import read_table, table_columns, write_table
     from ml.scorecard import score_table
 
     card = load_card(config)
     card.check_columns(table_columns(data))  # against the whole header, so the error lists it all
     needed = [card.id_column, *([card.date_column] if card.date_column else []), *card.columns]
-    frame = _nonempty(read_table(data, columns=needed), data)
+    frame = _nonempty(read_table(data, columns=needed, text=[card.id_column]), data)
+    check_rows(frame, card)
     table = score_table(card, frame, subscores=subscores)
-    write_table(table, out)
+    write_table(table, out, raw_csv=raw_csv)
     typer.echo(f"scored {len(table):,} rows -> {out}")
     render.print_band_summary(table, card)
 
@@ -167,11 +186,13 @@ def report(
     ] = True,
 ) -> None:
     """A self-contained HTML report for CS leads: bands, weights, what scores mean, why customers are at risk."""
+    from ml.data.checks import check_rows
     from ml.data.io import latest_snapshots, read_table
     from ml.report.report import write_report
 
     m = _load_model(model)
-    frame = read_table(data)
+    frame = _nonempty(read_table(data, text=[m.card.id_column]), data)
+    check_rows(frame, m.card)
     if latest:
         frame = latest_snapshots(frame, m.card)
     write_report(m, frame, out)
@@ -214,7 +235,7 @@ def train(
     from ml.pipeline import train as train_model
 
     card = load_card(config)
-    frame = _nonempty(read_table(data), data)
+    frame = _nonempty(read_table(data, text=[card.id_column]), data)
     with render.Progress() as step:
         if track:
             from ml.pipeline import tracked_training
@@ -264,14 +285,18 @@ def predict(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the predictions (.csv or .parquet).")],
     drivers: Annotated[int, typer.Option("--drivers", min=0, max=10, help="Top drivers as text per customer.")] = 3,
+    strict: StrictOpt = False,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """Score new snapshots: health score, band and churn probability, for the model and the manual card."""
+    from ml.data.checks import check_rows
     from ml.data.io import read_table, write_table
 
     m = _load_model(model)
-    frame = _nonempty(read_table(data), data)
-    table = m.predict(frame, drivers=drivers)
-    write_table(table, out)
+    frame = _nonempty(read_table(data, text=[m.card.id_column]), data)
+    check_rows(frame, m.card)
+    table = m.predict(frame, drivers=drivers, unseen="error" if strict else "missing")
+    write_table(table, out, raw_csv=raw_csv)
     typer.echo(f"predicted {len(table):,} rows -> {out}")
     render.print_band_summary(table, m.card, title="Band summary (model)")
 
@@ -283,6 +308,7 @@ def explain(
     data: DataOpt,
     customer: Annotated[str, typer.Option("--customer", help="The customer id to explain (its latest snapshot).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Why a customer has their score: every indicator's contribution in health points, model and card."""
     import json
@@ -291,8 +317,8 @@ def explain(
     from ml.model.explain import explain_customer
 
     m = _load_model(model)
-    frame = read_table(data)
-    result = explain_customer(m, frame, customer)
+    frame = read_table(data, text=[m.card.id_column])
+    result = explain_customer(m, frame, customer, unseen="error" if strict else "missing")
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str, allow_nan=False))
         return
@@ -303,15 +329,59 @@ def explain(
 @boundary
 def promote(
     version: Annotated[int, typer.Option("--version", min=1, help="Registered model version to promote.")],
-    name: Annotated[str, typer.Option("--name", help="Registered model name (the card's `name`).")] = "health-score",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Registered model name (default: the --config card's `name`, else the one registered model "
+            "that has this version).",
+        ),
+    ] = None,
     alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "champion",
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="The card whose `name` is the model.", dir_okay=False)
+    ] = None,
 ) -> None:
     """Move the `champion` alias (or --alias) to a registered model version."""
     from ml.serving.tracking import promote as promote_version
-    from ml.serving.tracking import tracking_uri
+    from ml.serving.tracking import registered_name, tracking_uri
 
+    if name is None:
+        from ml.card import load_card
+
+        name = registered_name(version, load_card(config).name if config is not None else None)
     promote_version(name, version, alias)
     typer.echo(f"{name}@{alias} -> version {version} ({tracking_uri()})")
+
+
+@app.command()
+@boundary
+def serve(
+    model: ModelOpt,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind (loopback by default; 0.0.0.0 exposes the server).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 5001,
+) -> None:
+    """Serve the model over HTTP (MLflow's scoring server, POST /invocations), with this install's
+    environment: its bin on PATH, telemetry off, loopback unless --host says otherwise."""
+    import subprocess
+
+    from ml.serving.serve import example_curl, example_payload, serve_command, url_of
+
+    model_dir = None
+    if not model.startswith("models:/"):
+        model_dir = _load_model(model).model_dir_  # verified now: a damaged model is one clear error
+    argv, env = serve_command(model, host, port)
+    url = url_of(host, port)
+    typer.echo(f"serving {model} at {url} (POST {url}/invocations; Ctrl+C stops)")
+    typer.echo(f"try: {example_curl(url, example_payload(model_dir))}")
+    try:
+        code = subprocess.call(argv, env=env)
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise typer.Exit(code)
 
 
 def default_card_path() -> Path:

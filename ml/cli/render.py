@@ -6,6 +6,14 @@ from __future__ import annotations
 import sys
 
 
+def esc(value) -> str:
+    """User text (band names, indicator labels, ids, values) for rich: markup such as ``[/]`` or
+    ``[bold]`` in a name is shown as written, never interpreted."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def console():
     from rich.console import Console
 
@@ -26,12 +34,12 @@ def print_band_summary(table, card, title: str = "Band summary (manual card)") -
 
     summary = band_summary(table, card)
     colors = {b.name: b.color for b in card.bands}
-    t = Table(title=title)
+    t = Table(title=esc(title))
     for col in ("band", "rows", "share", "mean score"):
         t.add_column(col, justify="left" if col == "band" else "right")
     for band, row in summary.iterrows():
         t.add_row(
-            f"[{colors[band]}]{band}[/]",
+            f"[{colors[band]}]{esc(band)}[/]",
             f"{int(row.customers):,}",
             f"{row.share:.1%}",
             "-" if row.customers == 0 else f"{row.mean_score:.1f}",
@@ -76,7 +84,7 @@ def print_weights(weights) -> None:
     for col in ("indicator", "manual", "shap", "interval", "gain", "linear", "interval ", "flag"):
         t.add_column(col, justify="left" if col in ("indicator", "flag") else "right")
     for _, r in weights.iterrows():
-        name = r["indicator"] if r["in_scorecard"] else f"{r['indicator']} (extra)"
+        name = esc(r["indicator"] if r["in_scorecard"] else f"{r['indicator']} (extra)")
         lin = "-" if not r["in_scorecard"] else str(int(r["linear"]))
         lin_iv = "-" if not r["in_scorecard"] else interval(r["linear_low"], r["linear_high"])
         flag = r["flag"] if isinstance(r["flag"], str) else ""
@@ -88,7 +96,7 @@ def print_weights(weights) -> None:
             str(int(r["gain"])),
             lin,
             lin_iv,
-            f"[bold red]{flag}[/]" if flag else "",
+            f"[bold red]{esc(flag)}[/]" if flag else "",
         )
     console().print(t)
 
@@ -119,7 +127,7 @@ def print_metrics(metrics, card) -> None:
         *[f"churn {b}" for b in bands],
         f"churners in {bands[-1]}",
     ):
-        t.add_column(col, justify="left" if col == "scorer" else "right")
+        t.add_column(esc(col), justify="left" if col == "scorer" else "right")
     names = {
         "manual": "manual card",
         "card_shap": "card, shap weights",
@@ -129,7 +137,7 @@ def print_metrics(metrics, card) -> None:
     }
     for key, m in metrics["ranking"].items():
         t.add_row(
-            names.get(key, key),
+            esc(names.get(key, key)),
             fmt(m["roc_auc"]),
             fmt(m["pr_auc"]),
             "-" if m["top_decile_lift"] is None else f"{m['top_decile_lift']:.2f}x",
@@ -139,9 +147,9 @@ def print_metrics(metrics, card) -> None:
     console().print(t)
     cal = metrics.get("calibration")
     if cal:
-        c = Table(title=f"Calibration on held-out rows ({cal['method']}, {cal['scale']} scale)")
+        c = Table(title=esc(f"Calibration on held-out rows ({cal['method']}, {cal['scale']} scale)"))
         for col in ("scorer", "ECE", "Brier", "slope", "intercept", *[f"{b}: pred / obs" for b in bands]):
-            c.add_column(col, justify="left" if col == "scorer" else "right")
+            c.add_column(esc(col), justify="left" if col == "scorer" else "right")
         for key, label in (("model", "model"), ("manual", "manual card")):
             m = cal[key]
             per = [
@@ -163,15 +171,18 @@ def print_explanation(r, card) -> None:
 
     colors = {b.name: b.color for b in card.bands}
     con = console()
-    con.print(f"[bold]{r['customer_id']}[/]" + (f"  (snapshot {r['snapshot_date']})" if r.get("snapshot_date") else ""))
     con.print(
-        f"model: health [bold]{r['health_score']:.1f}[/] [{colors.get(r['band'], 'white')}]{r['band']}[/], "
+        f"[bold]{esc(r['customer_id'])}[/]"
+        + (f"  (snapshot {esc(r['snapshot_date'])})" if r.get("snapshot_date") else "")
+    )
+    con.print(
+        f"model: health [bold]{r['health_score']:.1f}[/] [{colors.get(r['band'], 'white')}]{esc(r['band'])}[/], "
         f"churn probability {r['churn_probability']:.1%}, base score {r['base_score']:.1f}"
     )
     mm = r["manual"]
     if mm["score"] is not None:
         con.print(
-            f"manual card: score [bold]{mm['score']:.1f}[/] [{colors.get(mm['band'], 'white')}]{mm['band']}[/]"
+            f"manual card: score [bold]{mm['score']:.1f}[/] [{colors.get(mm['band'], 'white')}]{esc(mm['band'])}[/]"
             + (f", churn probability {mm['churn_probability']:.1%}" if mm["churn_probability"] is not None else "")
             + f", base score {mm['base_score']:.1f}"
         )
@@ -188,7 +199,7 @@ def print_explanation(r, card) -> None:
             v = it["value"]
             vtxt = "missing" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
             color = "red" if it["points"] < 0 else "green"
-            t.add_row(it["label"], vtxt, f"[{color}]{it['points']:+.1f}[/]")
+            t.add_row(esc(it["label"]), esc(vtxt), f"[{color}]{it['points']:+.1f}[/]")
         if total is not None:
             t.add_row("[bold]= score[/]", "", f"[bold]{total:.1f}[/]")
         con.print(t)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ml.card import Card
-from ml.errors import DataError
+from ml.errors import DataError, warn
 
 _CSV = {".csv", ".txt"}
 _PARQUET = {".parquet", ".pq"}
@@ -34,11 +38,22 @@ def _existing(path: str | os.PathLike) -> tuple[Path, str]:
     fmt = _format(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; check the --data path.")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a table; pass a .csv or .parquet file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); pass a table with a header and rows.")
     return path, fmt
 
 
-def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike, columns: Sequence[str] | None = None, *, text: Sequence[str] = ()
+) -> pd.DataFrame:
     """Read a CSV or Parquet file. ``columns`` limits the read to those columns when given.
+
+    ``text`` names columns read as text exactly as written in a CSV (ids: ``00000002`` stays
+    ``00000002``, never the number 2). A CSV must be UTF-8: a byte that is not is one error naming
+    the line, the byte and the column (:func:`check_utf8`). A header that repeats a column name gets
+    a warning (pandas reads the repeats as ``name.1`` ...).
 
     Columns that are absent are not an error here: the caller checks the schema and reports every
     missing column at once.
@@ -51,20 +66,121 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
 
                 present = set(pq.read_schema(path).names)
                 columns = [c for c in columns if c in present]
-            return pd.read_parquet(path, columns=None if columns is None else list(columns))
+            frame = pd.read_parquet(path, columns=None if columns is None else list(columns))
+            _check_binary(frame, path)
+            return frame
+        check_utf8(path)
+        header = csv_header(path)
+        _warn_duplicate_header(header, path)
         usecols = None
         if columns is not None:
             wanted = set(columns)
             usecols = lambda c: c in wanted  # noqa: E731
+        dtype = {c: str for c in text if c in header} or None
         try:
-            return pd.read_csv(path, usecols=usecols, engine="pyarrow")
+            return pd.read_csv(path, usecols=usecols, engine="pyarrow", dtype=dtype)
         except (ValueError, TypeError):
             # the pyarrow engine rejects some inputs (e.g. callables on old versions); fall back
-            return pd.read_csv(path, usecols=usecols, low_memory=False)
+            return pd.read_csv(path, usecols=usecols, low_memory=False, dtype=dtype, keep_default_na=True)
     except DataError:
         raise
     except Exception as exc:  # parser errors from pandas/pyarrow
         raise DataError(f"{path}: could not read the table ({type(exc).__name__}: {exc}).") from exc
+
+
+def _open_bytes(path: Path):
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+_UTF8_CHUNK = 1 << 24
+
+
+def check_utf8(path: str | os.PathLike) -> None:
+    """Raise one :class:`DataError` at the first byte of a CSV file that is not UTF-8, naming the line,
+    the byte within it and the column. Read in blocks, so the file is never held whole.
+
+    The policy is strict on purpose: decoding with replacement characters or as Latin-1 would change
+    ids silently (and ids must survive byte for byte)."""
+    import codecs
+
+    path = Path(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 0  # newlines before the current block
+    last_line = b""  # the current line's bytes before the block (for the column)
+    with _open_bytes(path) as fh:
+        while True:
+            block = fh.read(_UTF8_CHUNK)
+            final = not block
+            try:
+                decoder.decode(block, final=final)
+            except UnicodeDecodeError as exc:
+                # exc.object is the bytes the decoder held back from the last block + this block
+                pos = exc.start - (len(exc.object) - len(block))  # < 0: the bad byte ended the last block
+                bad = exc.object[exc.start : exc.start + 1]
+                before = block[: max(pos, 0)]
+                nl = before.rfind(b"\n")
+                line = lines + before.count(b"\n") + 1
+                if nl >= 0:
+                    prefix = before[nl + 1 :]
+                elif pos >= 0:
+                    prefix = last_line + before
+                else:
+                    prefix = last_line[: len(last_line) + pos]
+                raise DataError(_utf8_message(path, line, prefix, bad)) from None
+            if final:
+                return
+            nl = block.rfind(b"\n")
+            lines += block.count(b"\n")
+            last_line = block[nl + 1 :] if nl >= 0 else last_line + block
+            if len(last_line) > 1 << 20:  # keep only what a column lookup needs
+                last_line = last_line[-(1 << 20) :]
+
+
+def _utf8_message(path: Path, line: int, prefix: bytes, bad: bytes) -> str:
+    header = csv_header(path, errors="replace")
+    text = prefix.decode("utf-8", errors="replace")
+    field_index = len(next(csv.reader([text]), [""])) - 1 if text else 0
+    column = header[field_index] if line > 1 and 0 <= field_index < len(header) else None
+    where = f", column {column!r}" if column is not None else (" (the header)" if line == 1 else "")
+    return (
+        f"{path}: line {line}, byte {len(prefix) + 1}{where} is not valid UTF-8 (byte 0x{bad.hex()}); "
+        "the file must be UTF-8. Save it as UTF-8 (e.g. Excel's 'CSV UTF-8') or convert it, e.g. "
+        "`iconv -f latin1 -t utf-8 in.csv > out.csv`."
+    )
+
+
+def csv_header(path: str | os.PathLike, errors: str = "strict") -> list[str]:
+    """The column names in a CSV file's first line, as written (repeats kept)."""
+    with _open_bytes(Path(path)) as fh:
+        first = fh.readline()
+    text = first.decode("utf-8", errors=errors).lstrip("\ufeff").rstrip("\r\n")
+    return next(csv.reader([text]), [])
+
+
+def _warn_duplicate_header(header: list[str], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+    dup = {k: v for k, v in seen.items() if v > 1}
+    if dup:
+        listed = ", ".join(f"{k!r} ({v} times)" for k, v in dup.items())
+        renamed = ", ".join(repr(f"{k}.1") for k in dup)
+        warn(
+            f"{path}: the header repeats column name(s) {listed}; the first of each is used and the "
+            f"repeats are read as {renamed} ... Rename or drop the duplicated columns."
+        )
+
+
+def _check_binary(frame: pd.DataFrame, path: Path) -> None:
+    """A Parquet column of raw bytes would print as ``b'...'``: refuse it, naming the column."""
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype == object and len(s) and s.map(type).eq(bytes).any():
+            raise DataError(f"{path}: column {col!r} holds raw bytes, not text; write it as a UTF-8 string column.")
 
 
 def table_columns(path: str | os.PathLike) -> list[str]:
@@ -75,7 +191,13 @@ def table_columns(path: str | os.PathLike) -> list[str]:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)
-        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        try:
+            return csv_header(path)
+        except UnicodeDecodeError:
+            check_utf8(path)  # raises, naming the line and byte
+            raise
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{path}: could not read the table ({type(exc).__name__}: {exc}).") from exc
 
@@ -85,7 +207,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -99,10 +222,105 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``frame`` as CSV or Parquet (by suffix), atomically: no half-written file on failure."""
+STALE_SECONDS = 60.0
+_TEMP_PID = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+(\.tmp)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike, *, now: float | None = None) -> list[Path]:
+    """Remove what an earlier, killed write to ``path`` left beside it: ``.<name>.*.tmp`` files and
+    ``.<name>.*`` directories (:func:`atomic_path`, the model directory's build). A leftover is stale
+    when the process that made it (its pid is in the name) is gone, or, for names without a pid,
+    when it is older than :data:`STALE_SECONDS`; a concurrent writer's live temporary is kept."""
+    path = Path(path)
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*"))
+    except OSError:
+        return removed
+    for p in candidates:
+        m = _TEMP_PID.match(p.name)
+        try:
+            if m and m.group("name") == path.name:
+                stale = not _pid_alive(int(m.group("pid")))
+            else:
+                stale = now - p.lstat().st_mtime > STALE_SECONDS
+            if not stale:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+        except OSError:
+            continue
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells that a spreadsheet would run as a formula (starting with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) begin with ``'``. Numbers are not text:
+    numeric columns (negative numbers included) are left alone. Vectorised per column."""
+    out = None
+    for j, dtype in enumerate(frame.dtypes):
+        col = frame.iloc[:, j]
+        if isinstance(dtype, pd.CategoricalDtype):
+            cats = col.cat.categories
+            if pd.api.types.infer_dtype(cats, skipna=True) != "string":
+                continue
+            text = pd.Series(cats, dtype="string")
+            risky = text.str.startswith(FORMULA_PREFIXES).to_numpy(dtype=bool)
+            if risky.any():
+                out = frame.copy() if out is None else out
+                out.isetitem(j, col.cat.rename_categories(("'" + text).where(risky, text).tolist()))
+            continue
+        if pd.api.types.is_object_dtype(dtype):
+            kind = pd.api.types.infer_dtype(col, skipna=True)
+            if kind not in ("string", "mixed"):
+                continue
+            is_text = col.map(type).eq(str).to_numpy() if kind == "mixed" else col.notna().to_numpy()
+        elif pd.api.types.is_string_dtype(dtype):
+            is_text = col.notna().to_numpy()
+        else:
+            continue
+        text = col.where(is_text).astype("string")
+        risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            out = frame.copy() if out is None else out
+            fixed = col.astype(object)
+            fixed = fixed.where(~risky, "'" + text.astype(object).where(risky, ""))
+            out.isetitem(j, fixed if pd.api.types.is_object_dtype(dtype) else fixed.astype(dtype))
+    return frame if out is None else out
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, *, raw_csv: bool = False) -> Path:
+    """Write ``frame`` as CSV or Parquet (by suffix), atomically: no half-written file on failure.
+
+    CSV text cells that a spreadsheet would run as a formula get a leading ``'`` (:func:`formula_safe`)
+    unless ``raw_csv``; Parquet is written as is."""
     path = Path(path)
     fmt = _format(path)
+    if fmt == "csv" and not raw_csv:
+        frame = formula_safe(frame)
     with atomic_path(path) as tmp:
         if fmt == "parquet":
             frame.to_parquet(tmp, index=False)
@@ -144,5 +362,5 @@ def latest_snapshots(frame: pd.DataFrame, card: Card) -> pd.DataFrame:
     """Each customer's latest snapshot (all rows when the card has no date column)."""
     if not card.date_column:
         return frame
-    d = pd.to_datetime(frame[card.date_column])
+    d = pd.to_datetime(frame[card.date_column], errors="coerce")
     return frame.loc[d.eq(d.groupby(frame[card.id_column]).transform("max"))].reset_index(drop=True)

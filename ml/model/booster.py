@@ -220,7 +220,9 @@ class HealthModel:
                 med = float(np.nanmedian(col.to_numpy(dtype=float))) if col.notna().any() else None
                 self.reference_values_[f.name] = med
         self.splits_: Splits = splits
-        self.split_summary_ = splits.summary(y, pd.to_datetime(frame[card.date_column]) if card.date_column else None)
+        self.split_summary_ = splits.summary(
+            y, pd.to_datetime(frame[card.date_column], errors="coerce") if card.date_column else None
+        )
         self.n_rows_ = n
         return X, y
 
@@ -266,15 +268,18 @@ class HealthModel:
         self.check_fitted()
         return self.booster_.predict(self.schema_.matrix(frame), raw_score=True, **predict_kw())
 
-    def predict(self, frame: pd.DataFrame, *, drivers: int = 3, strict: bool = True) -> pd.DataFrame:
+    def predict(
+        self, frame: pd.DataFrame, *, drivers: int = 3, strict: bool = True, unseen: str = "error"
+    ) -> pd.DataFrame:
         """Per row: id (and date), ``health_score``, ``band``, ``churn_probability``, ``manual_score``,
-        ``manual_band``, ``manual_churn_probability`` and ``driver_1..k`` (when ``drivers`` > 0)."""
+        ``manual_band``, ``manual_churn_probability`` and ``driver_1..k`` (when ``drivers`` > 0).
+        ``unseen="missing"``: a category unseen in training scores as missing, with a warning."""
         self.check_fitted()
         card = self.card
         missing = [c for c in [card.id_column] if c not in frame.columns]
         if missing:
             raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
-        X = self.schema_.matrix(frame, strict=strict)
+        X = self.schema_.matrix(frame, strict=strict, unseen=unseen)
         if len(X) == 0:  # LightGBM refuses empty input: an empty table with the output columns
             with quiet():
                 return self.predict(frame.iloc[:0].reindex(range(1)), drivers=drivers).iloc[:0]

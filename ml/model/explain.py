@@ -29,6 +29,7 @@ import pandas as pd
 from ml._lgb import predict_kw
 from ml.errors import DataError
 from ml.model.features import CATEGORICAL
+from ml.scorecard import NUMERIC_LIMIT
 
 _DELTA = 1e-4
 
@@ -119,8 +120,12 @@ def _fmt_numbers(x: np.ndarray) -> np.ndarray:
     mag = np.floor(np.log10(np.maximum(np.abs(v), 1e-12)))
     decimals = np.clip(2 - mag, 0, 6)
     r = np.round(v * 10**decimals) / 10**decimals
-    is_int = r == np.round(r)
-    txt = np.where(is_int, np.round(r).astype(np.int64).astype(_STR), r.astype(_STR))
+    # integers as integers, but only where int64 holds them exactly (never -9223372036854775808)
+    is_int = (r == np.round(r)) & (np.abs(r) < 1e15)
+    whole = np.where(is_int, np.round(r), 0.0).astype(np.int64).astype(_STR)
+    huge = np.abs(r) >= 1e15  # 3 significant digits in scientific notation: 1.23e+20
+    sci = np.char.mod("%.3g", np.where(huge, r, 0.0)).astype(_STR)
+    txt = np.where(is_int, whole, np.where(huge, sci, r.astype(_STR)))
     out[ok] = txt
     return out
 
@@ -191,8 +196,9 @@ def driver_text(model, X: pd.DataFrame, contrib: Contributions, k: int = 3) -> l
     return out
 
 
-def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
+def explain_customer(model, frame: pd.DataFrame, customer_id: str, *, unseen: str = "error") -> dict:
     """Everything ``healthscore explain`` shows for one customer (their latest snapshot).
+    ``unseen="missing"`` scores a category unseen in training as missing (with a warning), as ``predict``.
 
     Keys: customer_id, health_score, band, churn_probability, base_score, contributions (list of
     {indicator, value, points}, most negative first), manual ({score, band, base_score, contributions}).
@@ -207,9 +213,10 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
             f"({ids.nunique():,} customers, e.g. {sample}); check the id."
         )
     if card.date_column and card.date_column in rows and len(rows) > 1:
-        rows = rows.iloc[[int(np.argmax(pd.to_datetime(rows[card.date_column]).to_numpy()))]]
+        d = pd.to_datetime(rows[card.date_column], errors="coerce")  # NaT (not a date) is never the latest
+        rows = rows.iloc[[int(np.argmax(d.fillna(pd.Timestamp.min).to_numpy()))]]
     row = rows.iloc[[-1]]
-    X = model.schema_.matrix(row)
+    X = model.schema_.matrix(row, unseen=unseen)
     contrib = contributions(model, X)
     shown = model.scores(row, contrib.margin).iloc[0]  # the numbers `predict` gives this customer
     labels = feature_labels(model)
@@ -219,6 +226,8 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str) -> dict:
         if pd.isna(v):
             return None
         v = v.item() if hasattr(v, "item") else v
+        if isinstance(v, float) and not abs(v) <= NUMERIC_LIMIT:  # scored as missing (and warned about)
+            return None
         return v if isinstance(v, int | float | bool) else str(v)
 
     def finite(v) -> float | None:  # JSON has no NaN: a missing number is null

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ml.card import Card, Indicator
-from ml.errors import DataError
+from ml.errors import DataError, rows_text, warn
 from ml.scorecard import boolean_values, categorical_keys, numeric_values
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -71,10 +71,12 @@ class FeatureSchema:
             feats.append(_learn_one(frame[col], col, col, False, None))
         return cls(tuple(feats))
 
-    def check(self, frame: pd.DataFrame, *, strict: bool = True) -> None:
+    def check(self, frame: pd.DataFrame, *, strict: bool = True, unseen: str = "error") -> None:
         """One error listing every missing column, new category and wrong type at once. With
         ``strict=False`` (training) stray text in a numeric column is left to the converter, which
-        warns and treats it as missing, as the manual card does."""
+        warns and treats it as missing, as the manual card does. ``unseen="missing"`` turns categories
+        unseen in training from an error into a warning naming the values and rows: those rows are
+        scored with that feature missing."""
         missing = [c for c in self.columns if c not in frame.columns]
         problems: list[str] = []
         if missing:
@@ -103,7 +105,15 @@ class FeatureSchema:
             if f.kind == CATEGORICAL:
                 seen = pd.unique(categorical_keys(s).dropna())
                 new = sorted(set(seen) - set(f.categories))
-                if new:
+                if new and unseen == "missing":
+                    keys = categorical_keys(s)
+                    rows = keys.notna().to_numpy() & ~keys.isin(list(f.categories)).fillna(False).to_numpy()
+                    warn(
+                        f"column {f.column!r} has categories unseen in training: {new[:10]} in "
+                        f"{rows_text(frame.index, rows)}; those rows are scored with {f.name!r} missing "
+                        f"(known: {list(f.categories)[:10]}). Use --strict to refuse them, or retrain."
+                    )
+                elif new:
                     problems.append(
                         f"column {f.column!r} has categories unseen in training: {new[:10]} "
                         f"(known: {list(f.categories)[:10]})"
@@ -125,9 +135,10 @@ class FeatureSchema:
                 + f". The model expects columns: {expected}. Fix the data or retrain on the new schema."
             )
 
-    def matrix(self, frame: pd.DataFrame, *, strict: bool = True) -> pd.DataFrame:
-        """The LightGBM input: float columns and fixed-category categoricals, named by feature name."""
-        self.check(frame, strict=strict)
+    def matrix(self, frame: pd.DataFrame, *, strict: bool = True, unseen: str = "error") -> pd.DataFrame:
+        """The LightGBM input: float columns and fixed-category categoricals, named by feature name
+        (a category unseen in training is missing there; see :meth:`check` for ``unseen``)."""
+        self.check(frame, strict=strict, unseen=unseen)
         cols: dict[str, Any] = {}
         for f in self.features:
             s = frame[f.column]

@@ -111,7 +111,7 @@ def summary_figure(points: pd.DataFrame, X: pd.DataFrame, labels: list[str]):
             alpha=0.6,
             linewidths=0,
         )
-    ax.set_yticks(range(len(order)), [labels[j] for j in order])
+    ax.set_yticks(range(len(order)), [mpl_text(labels[j]) for j in order])
     ax.axvline(0, color="#616161", lw=0.8)
     ax.set(xlabel="health points (negative = lowers the score)", title="Drivers of the health score (held-out rows)")
     return fig
@@ -123,12 +123,12 @@ def dependence_figure(points: pd.Series, values: pd.Series, label: str):
     if isinstance(values.dtype, pd.CategoricalDtype):
         cats = list(values.cat.categories)
         x = values.cat.codes.to_numpy(dtype=float)
-        ax.set_xticks(range(len(cats)), cats, rotation=30)
+        ax.set_xticks(range(len(cats)), [mpl_text(c) for c in cats], rotation=30)
     else:
         x = values.to_numpy(dtype=float)
     ax.scatter(x, points.to_numpy(), s=4, alpha=0.5, color="#1565c0", linewidths=0)
     ax.axhline(0, color="#616161", lw=0.8)
-    ax.set(xlabel=label, ylabel="health points", title=label)
+    ax.set(xlabel=mpl_text(label), ylabel="health points", title=mpl_text(label))
     return fig
 
 

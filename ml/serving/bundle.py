@@ -155,9 +155,12 @@ def save_model(
     ``mlflow_example`` (a frame of training rows) the directory is also an MLflow pyfunc model."""
     import pandas as pd
 
+    from ml.data.io import remove_stale_temporaries
+
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
+    remove_stale_temporaries(model_dir)  # what a killed save left (its pid is in the name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.{os.getpid()}.", dir=model_dir.parent))
     try:
         if mlflow_example is not None:  # MLflow's files first: it refuses a non-empty directory
             from ml.serving.mlmodel import write_mlflow_files

@@ -8,6 +8,7 @@ card's model name, and given the alias ``challenger``. ``promote`` moves ``champ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -32,7 +33,8 @@ def quiet_mlflow_env() -> None:
 
 
 def mlflow_module():
-    """``mlflow``, imported quietly and pointed at :func:`tracking_uri`."""
+    """``mlflow``, imported quietly, pointed at :func:`tracking_uri`, its store created or migrated
+    (:func:`init_store`)."""
     quiet_mlflow_env()
     import logging
 
@@ -40,8 +42,54 @@ def mlflow_module():
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    init_store(mlflow, uri)
     return mlflow
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for other stores)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    rest = uri[len(prefix) :].split("?", 1)[0]
+    return None if rest in ("", ":memory:") else Path(rest)
+
+
+_READY: set[str] = set()
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """An exclusive lock on ``<db>.lock`` beside a SQLite store (no-op for other stores): MLflow creates
+    and migrates a fresh SQLite store on first use, and two processes doing that at once collide
+    (alembic's "Online migration expected to match one row"). Held only while the store is set up."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def init_store(mlflow, uri: str) -> None:
+    """Create (or migrate) the tracking and registry store once per process, under :func:`store_lock`,
+    so concurrent ``train`` runs on a fresh SQLite file do not race to create its tables."""
+    if uri in _READY:
+        return
+    with store_lock(uri):
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # the tracking store: tables created or migrated
+        client.search_registered_models(max_results=1)  # the registry store (same file)
+    _READY.add(uri)
 
 
 def _flatten(prefix: str, obj: Any, out: dict[str, float]) -> None:
@@ -119,6 +167,36 @@ def promote(name: str, version: int, alias: str = CHAMPION) -> None:
             "list versions with `mlflow ui` or check --name / MLFLOW_TRACKING_URI."
         ) from None
     client.set_registered_model_alias(name, alias, str(version))
+
+
+def registered_name(version: int, card_name: str | None = None) -> str:
+    """The registered model that ``promote --version N`` means when no ``--name`` is given: the card's
+    ``name`` when a card is given, else the one registered model in the store that has version N
+    (every ``train`` registers under its card's name). Several candidates or none is one clear error."""
+    if card_name:
+        return card_name
+    mlflow = mlflow_module()
+    client = mlflow.MlflowClient()
+    names = [m.name for m in client.search_registered_models(max_results=1000)]
+    having = []
+    for name in names:
+        try:
+            client.get_model_version(name, str(version))
+        except Exception:
+            continue
+        having.append(name)
+    if len(having) == 1:
+        return having[0]
+    if not having:
+        shown = ", ".join(map(repr, names[:10])) or "none"
+        raise HealthScoreError(
+            f"no registered model has a version {version} at {tracking_uri()} (registered models: {shown}); "
+            "check --version, or MLFLOW_TRACKING_URI."
+        )
+    raise HealthScoreError(
+        f"several registered models have a version {version} at {tracking_uri()}: {', '.join(map(repr, having))}; "
+        "say which with --name (or --config with the card)."
+    )
 
 
 def download_model(uri: str) -> Path:
