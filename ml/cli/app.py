@@ -98,7 +98,7 @@ StrictOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The card (YAML).", dir_okay=False)]
-DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv or .parquet file.", dir_okay=False)]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv or .parquet file.")]
 
 
 @app.command()
@@ -365,8 +365,6 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (MLflow's scoring server, POST /invocations), with this install's
     environment: its bin on PATH, telemetry off, loopback unless --host says otherwise."""
-    import subprocess
-
     from ml.serving.serve import example_curl, example_payload, serve_command, url_of
 
     model_dir = None
@@ -376,12 +374,10 @@ def serve(
     url = url_of(host, port)
     typer.echo(f"serving {model} at {url} (POST {url}/invocations; Ctrl+C stops)")
     typer.echo(f"try: {example_curl(url, example_payload(model_dir))}")
-    try:
-        code = subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
-        code = 0
-    if code:
-        raise typer.Exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the server replaces this process: Ctrl+C and SIGTERM reach it directly, nothing is left behind
+    os.execve(argv[0], argv, env) if os.path.isabs(argv[0]) else os.execvpe(argv[0], argv, env)
 
 
 def default_card_path() -> Path:

@@ -295,9 +295,9 @@ def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         if pd.api.types.is_object_dtype(dtype):
             kind = pd.api.types.infer_dtype(col, skipna=True)
-            if kind not in ("string", "mixed"):
+            if kind != "string" and not kind.startswith("mixed"):
                 continue
-            is_text = col.map(type).eq(str).to_numpy() if kind == "mixed" else col.notna().to_numpy()
+            is_text = col.notna().to_numpy() if kind == "string" else col.map(type).eq(str).to_numpy()
         elif pd.api.types.is_string_dtype(dtype):
             is_text = col.notna().to_numpy()
         else:

@@ -109,7 +109,7 @@ def mean_subscores(scorecard, frame: pd.DataFrame) -> np.ndarray:
 _STR = np.dtypes.StringDType()
 
 
-def _fmt_numbers(x: np.ndarray) -> np.ndarray:
+def number_texts(x: np.ndarray) -> np.ndarray:
     """Vectorised short text of numbers: integers without '.0', others to 3 significant digits."""
     x = np.asarray(x, float)
     out = np.full(len(x), "missing", dtype=_STR)
@@ -146,7 +146,7 @@ def _value_text(model, col: pd.Series, j: int) -> np.ndarray:
     if f.boolean:
         x = col.to_numpy(dtype=float)
         return np.where(np.isnan(x), "missing", np.where(x == 1, "yes", "no")).astype(_STR)
-    return _fmt_numbers(col.to_numpy(dtype=float))
+    return number_texts(col.to_numpy(dtype=float))
 
 
 def _reference_text(model, j: int, name: str) -> str:
@@ -158,7 +158,7 @@ def _reference_text(model, j: int, name: str) -> str:
         return f" (most common: {ref})"
     if f.boolean:
         return f" (usual: {'yes' if ref >= 0.5 else 'no'})"
-    return f" (portfolio median {_fmt_numbers(np.array([ref]))[0]})"
+    return f" (portfolio median {number_texts(np.array([ref]))[0]})"
 
 
 def feature_labels(model) -> list[str]:
