@@ -682,3 +682,32 @@ def test_serving_errors_are_the_projects_one_line(env, served):
     assert "\n" not in answer["message"]
     assert "stack_trace" not in answer and "Traceback" not in body and str(REPO) not in body
     assert record["customer_id"] not in body  # the input is not echoed back
+
+
+def test_serve_command_has_the_environment_it_needs(monkeypatch, tmp_path):
+    from ml.serving.serve import serve_command, url_of
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv, environment = serve_command("models/m1")
+    bindir = str(Path(sys.executable).parent)
+    assert environment["PATH"].split(os.pathsep) == [bindir, "/usr/bin", "/bin"]
+    assert environment["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert environment["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert argv[0] == os.path.join(bindir, "mlflow")
+    assert argv[1:] == [
+        "models",
+        "serve",
+        "-m",
+        str(tmp_path.resolve() / "models" / "m1"),
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5001",
+    ]
+    assert serve_command("models:/acme@champion", "0.0.0.0", 8080)[0][4:5] == ["models:/acme@champion"]
+    assert url_of("0.0.0.0", 8080) == "http://127.0.0.1:8080"
