@@ -137,6 +137,14 @@ h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
 """
 
 
+def bomb_card() -> str:
+    """The default card with an alias bomb under model.params (any LightGBM parameter is accepted
+    there): 10^8 values once expanded, a few hundred bytes as written."""
+    text = yaml.safe_dump(card_raw(), sort_keys=False)
+    anchors = "".join(f"    {line}\n" for line in BOMB.strip().splitlines())
+    return text.replace("model:\n", "model:\n  params:\n" + anchors + "    bomb: *h\n", 1)
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Files for every case: the good data and card, a model trained (through the CLI) on the hostile
@@ -156,12 +164,8 @@ def env(tmp_path_factory):
         "good": write_card(card_raw(), root / "card.yaml"),
         "hostile": write_card(card_raw(hostile=True), root / "hostile.yaml"),
     }
-    # the anchors sit under model.params (any LightGBM parameter is accepted there): 10^8 values
     cards["bomb"] = root / "bomb.yaml"
-    text = yaml.safe_dump(card_raw(), sort_keys=False)
-    anchors = "".join(f"    {line}\n" for line in BOMB.strip().splitlines())
-    text = text.replace("model:\n", "model:\n  params:\n" + anchors + "    bomb: *h\n", 1)
-    cards["bomb"].write_text(text, encoding="utf-8")
+    cards["bomb"].write_text(bomb_card(), encoding="utf-8")
 
     model = root / "model"
     trained = run("train", "-c", cards["hostile"], "-d", data["good"], "-M", model, "--no-track")
@@ -222,6 +226,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 @pytest.mark.parametrize(
     ("cmd", "data", "card", "extra", "code", "match"),
     [pytest.param(*case, id=f"{case[0]}-{case[1]}-{case[2]}{''.join(case[3])}") for case in REFUSED],
@@ -268,6 +273,7 @@ WARNED = [
 ]
 
 
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 @pytest.mark.parametrize(("cmd", "data", "match"), [pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in WARNED])
 def test_warned(env, tmp_path, cmd, data, match):
     args = command(env, cmd, data)
@@ -287,6 +293,7 @@ def test_warned(env, tmp_path, cmd, data, match):
 
 
 # ---- 1. no date column -----------------------------------------------------------------------------
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_every_command_works_without_a_date_column(env, tmp_path):
     raw = card_raw()
     del raw["date_column"]
@@ -312,6 +319,7 @@ def test_every_command_works_without_a_date_column(env, tmp_path):
 
 
 # ---- 2./3. ids are text, byte for byte ---------------------------------------------------------------
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_zero_padded_ids_survive_byte_for_byte(env, tmp_path):
     frame = env["frame"].copy()
     ids = {c: f"{i:08d}" for i, c in enumerate(frame["customer_id"].unique(), start=1)}
@@ -333,6 +341,7 @@ def test_zero_padded_ids_survive_byte_for_byte(env, tmp_path):
     assert json.loads(result.stdout)["customer_id"] == "00000003"
 
 
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_an_invalid_byte_never_reaches_the_output(env, tmp_path):
     out = tmp_path / "p.csv"
     result = run("predict", "-m", env["model"], "-d", env["data"]["bad-byte-id"], "-o", out)
@@ -342,6 +351,7 @@ def test_an_invalid_byte_never_reaches_the_output(env, tmp_path):
 
 
 # ---- 4. infinite and overflowing values -------------------------------------------------------------
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_infinite_values_are_missing_everywhere(env, tmp_path):
     data = env["data"]["infinite"]
     blank = tmp_path / "blank.csv"  # the same rows with the two values left empty
@@ -380,6 +390,7 @@ def test_number_text_never_overflows():
 
 
 # ---- 5./6. hostile names: rich markup, mathtext ------------------------------------------------------
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_train_with_markup_and_mathtext_in_names(env):
     result = env["trained"]
     assert result.exit_code == 0, result.output
@@ -390,6 +401,7 @@ def test_train_with_markup_and_mathtext_in_names(env):
     assert HOSTILE_BAND in result.stdout  # printed as written, not read as markup
 
 
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 @pytest.mark.parametrize("cmd", ["score", "predict", "explain"])
 def test_markup_in_band_names_is_printed_as_written(env, tmp_path, cmd):
     if cmd == "score":
@@ -408,13 +420,15 @@ def test_markup_in_band_names_is_printed_as_written(env, tmp_path, cmd):
 
 
 # ---- 7. the card's size is bounded ------------------------------------------------------------------
-def test_alias_bomb_is_refused_before_expansion(env):
+def test_alias_bomb_is_refused_before_expansion(tmp_path):
     from ml.card import load_card
     from ml.errors import CardError
 
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb_card(), encoding="utf-8")
     started = time.monotonic()
     with pytest.raises(CardError, match=r"expands to more than 20,000 values"):
-        load_card(env["cards"]["bomb"])
+        load_card(path)
     assert time.monotonic() - started < 2
 
 
@@ -470,6 +484,7 @@ def test_recursive_alias_is_refused(tmp_path):
 
 
 # ---- 10. formula-safe CSV, stale temporaries -----------------------------------------------------------
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_formula_cells_are_quoted_unless_raw(env, tmp_path):
     frame = env["frame"].head(40).copy()
     hostile = ["=1+2", "+3", "-cmd", "@SUM(A1)", "\tx"]
@@ -512,6 +527,7 @@ def test_formula_safe_leaves_numbers_alone():
     assert frame["id"].iloc[0] == "-1"  # the caller's frame is not changed
 
 
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_stale_temporaries_are_removed_on_the_next_write(env, tmp_path):
     out = tmp_path / "scores.csv"
     dead = 2**22 + 12345  # above the default pid_max: no such process
@@ -569,6 +585,7 @@ def test_promote_takes_the_registered_name(tmp_path, monkeypatch):
 RACE = "from ml.serving.tracking import mlflow_module; m = mlflow_module(); m.set_experiment('race'); print('ok')"
 
 
+@pytest.mark.slow  # starts MLflow in two processes: `make test-fast` skips it
 def test_concurrent_runs_share_a_fresh_sqlite_store(tmp_path):
     """Two processes set up the same fresh store at once (what two `train` runs do first): both succeed.
     Without the lock one failed with alembic's "Online migration expected to match one row"."""
@@ -657,6 +674,7 @@ def served(env, tmp_path_factory):
                 proc.wait(timeout=15)
 
 
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_serve_prints_the_url_and_a_working_curl(served):
     url, log = served
     text = log.read_text(errors="replace")
@@ -668,6 +686,7 @@ def test_serve_prints_the_url_and_a_working_curl(served):
     assert json.loads(body)["predictions"][0]["band"]
 
 
+@pytest.mark.slow  # trains a model (or starts servers): `make test-fast` skips it
 def test_serving_errors_are_the_projects_one_line(env, served):
     url, _ = served
     record = env["frame"].drop(columns=["churned", "csat"]).iloc[0].to_dict()
