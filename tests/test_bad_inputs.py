@@ -531,18 +531,20 @@ def test_formula_safe_leaves_numbers_alone():
 def test_stale_temporaries_are_removed_on_the_next_write(env, tmp_path):
     out = tmp_path / "scores.csv"
     dead = 2**22 + 12345  # above the default pid_max: no such process
-    stale_pid = tmp_path / f".scores.csv.{dead}.abc123.tmp"
-    old = tmp_path / ".scores.csv.zz9.tmp"
-    live = tmp_path / f".scores.csv.{os.getpid()}.def456.tmp"  # a concurrent writer's: kept
-    other = tmp_path / f".other.csv.{dead}.x.tmp"  # another target's: not ours to touch
-    for p in (stale_pid, old, live, other):
+    stale_pid = tmp_path / f".scores.csv.{dead}.abc123xy.tmp"
+    old = tmp_path / ".scores.csv.zz9_ab12.tmp"  # an earlier release's name: no pid, an hour old
+    live = tmp_path / f".scores.csv.{os.getpid()}.def456gh.tmp"  # a concurrent writer's: kept
+    other = tmp_path / f".other.csv.{dead}.abc123xy.tmp"  # another target's: not ours to touch
+    mine = tmp_path / ".scores.csv.notes"  # the user's own file, however old: never touched
+    for p in (stale_pid, old, live, other, mine):
         p.write_text("half")
+    os.utime(mine, (time.time() - 3600, time.time() - 3600))
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert run("score", "-c", env["cards"]["good"], "-d", env["data"]["good"], "-o", out).exit_code == 0
     assert not stale_pid.exists() and not old.exists()
-    assert live.exists() and other.exists()
+    assert live.exists() and other.exists() and mine.exists()
     model_dir = tmp_path / "m"
-    stale_dir = tmp_path / f".m.{dead}.q1w2e3"
+    stale_dir = tmp_path / f".m.{dead}.q1w2e3r4"
     (stale_dir / "plots").mkdir(parents=True)
     from ml.serving.bundle import load_model, save_model
 

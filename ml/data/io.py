@@ -223,7 +223,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 STALE_SECONDS = 60.0
-_TEMP_PID = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+(\.tmp)?$")
+# what atomic_path / save_model leave when killed: tempfile's 8 random characters, with the writer's
+# pid in front since this release (and a model directory's `.<name>.old` while it is swapped)
+_TEMP_NAME = r"(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}(?:\.tmp)?|old"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -237,21 +239,27 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: str | os.PathLike, *, now: float | None = None) -> list[Path]:
-    """Remove what an earlier, killed write to ``path`` left beside it: ``.<name>.*.tmp`` files and
-    ``.<name>.*`` directories (:func:`atomic_path`, the model directory's build). A leftover is stale
-    when the process that made it (its pid is in the name) is gone, or, for names without a pid,
-    when it is older than :data:`STALE_SECONDS`; a concurrent writer's live temporary is kept."""
+    """Remove what an earlier, killed write to ``path`` left beside it: ``.<name>.<pid>.<random>.tmp``
+    files (:func:`atomic_path`) and ``.<name>.<pid>.<random>`` directories (a model directory's build).
+    A leftover is stale when the process that made it (its pid is in the name) is gone or, for names
+    without a pid (earlier releases), when it is older than :data:`STALE_SECONDS`; a concurrent
+    writer's live temporary is kept, and no other file is touched."""
+    import glob
+
     path = Path(path)
     now = time.time() if now is None else now
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:{_TEMP_NAME})$")
     removed = []
     try:
-        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*"))
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
     except OSError:
         return removed
     for p in candidates:
-        m = _TEMP_PID.match(p.name)
+        m = pattern.match(p.name)
+        if m is None or (p.name.endswith(".old") and not p.is_dir()):
+            continue
         try:
-            if m and m.group("name") == path.name:
+            if m.group("pid"):
                 stale = not _pid_alive(int(m.group("pid")))
             else:
                 stale = now - p.lstat().st_mtime > STALE_SECONDS
@@ -265,12 +273,6 @@ def remove_stale_temporaries(path: str | os.PathLike, *, now: float | None = Non
         except OSError:
             continue
     return removed
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
