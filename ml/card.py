@@ -42,6 +42,9 @@ CARD_KEYS = (
     "model",
     "calibration",
     "experiment",
+    "alerts",
+    "cooldown_days",
+    "actions",
 )
 REQUIRED_CARD_KEYS = ("id_column", "indicators", "bands")
 INDICATOR_KEYS = ("name", "column", "weight", "direction", "scoring", "label", "missing")
@@ -69,6 +72,22 @@ MODEL_KEYS = (
     "seed",
 )
 CALIBRATION_KEYS = ("method", "scale", "anchor_score", "pdo")
+# alert rules (see "Alerts" in the README): keys each rule type accepts besides `name` and `type`
+ALERT_TYPES: dict[str, tuple[str, ...]] = {
+    "score_drop": ("points", "days"),
+    "band_entered": ("bands",),
+    "indicator_change": ("indicator", "pct", "days"),
+    "threshold": ("indicator", "below", "above"),
+}
+REQUIRED_ALERT_KEYS: dict[str, tuple[str, ...]] = {
+    "score_drop": ("points", "days"),
+    "band_entered": ("bands",),
+    "indicator_change": ("indicator", "pct", "days"),
+    "threshold": ("indicator",),
+}
+ACTION_KEYS = ("when", "owner", "playbook")
+ACTION_WHEN_KEYS = ("band", "alert")
+DEFAULT_COOLDOWN_DAYS = 14
 DEFAULT_BAND_COLORS = ("#2e7d32", "#f9a825", "#c62828")  # green, yellow, red: highest band first
 DEFAULT_MODEL_NAME = "health-score"
 # Bounds on the card's size: a card holds a few hundred values. YAML aliases can make a small file
@@ -190,6 +209,31 @@ class CalibrationSpec:
 
 
 @dataclass(frozen=True)
+class AlertRule:
+    """One alert rule of the card's ``alerts:`` list (which fields apply depends on ``type``)."""
+
+    name: str
+    type: str
+    points: float | None = None  # score_drop: the score fell by at least this many points ...
+    days: int | None = None  # ... (score_drop, indicator_change) compared with scorings this many days back
+    bands: tuple[str, ...] = ()  # band_entered
+    indicator: str | None = None  # indicator_change, threshold: an indicator or extra feature name
+    pct: float | None = None  # indicator_change: relative change in percent (-40 = fell by 40 % or more)
+    below: float | None = None  # threshold
+    above: float | None = None  # threshold
+
+
+@dataclass(frozen=True)
+class Action:
+    """Who acts on an alert and how: the first action whose ``when`` matches an alert applies."""
+
+    owner: str
+    playbook: str
+    band: str | None = None  # matches alerts of customers now in this band
+    alert: str | None = None  # matches alerts of this rule
+
+
+@dataclass(frozen=True)
 class Card:
     """A parsed, validated health card."""
 
@@ -206,6 +250,9 @@ class Card:
     model: ModelSpec = field(default_factory=ModelSpec)
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     experiment: str | None = None
+    alerts: tuple[AlertRule, ...] = ()
+    cooldown_days: int = DEFAULT_COOLDOWN_DAYS
+    actions: tuple[Action, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- convenience -------------------------------------------------------------------------
@@ -560,6 +607,7 @@ def parse_card(raw: Any) -> Card:
             )
     bands = _parse_bands(raw["bands"], bands_by)
     model = _parse_model(raw.get("model"))
+    alerts, cooldown, actions = _parse_alerting(raw, [ind.name for ind in indicators], model, bands)
     extra_clash = [c for c in model.extra_features if c in cols or c in (raw.get("id_column"), raw.get("label_column"))]
     if extra_clash:
         raise CardError(
@@ -579,6 +627,9 @@ def parse_card(raw: Any) -> Card:
         model=model,
         calibration=_parse_calibration(raw.get("calibration")),
         experiment=raw.get("experiment"),
+        alerts=alerts,
+        cooldown_days=cooldown,
+        actions=actions,
         raw=dict(raw),
     )
 
@@ -662,6 +713,119 @@ def _check_size(raw: Any) -> None:
         return total
 
     size(raw, set(), 0)
+
+
+# ---- alerts, cooldown and actions ----------------------------------------------------------------
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise CardError(f"{where}: expected a positive whole number of days, got {value!r}; write e.g. 30.")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CardError(f"{where}: expected a non-empty string, got {value!r}.")
+    return value
+
+
+def _parse_alert(raw: Any, i: int, indicators: list[str], band_names: list[str]) -> AlertRule:
+    where = f"alerts[{i}]"
+    if not isinstance(raw, Mapping):
+        raise CardError(f"{where}: expected a mapping like {{name: dropped, type: score_drop, points: 10, days: 30}}.")
+    if isinstance(raw.get("name"), str):
+        where = f"alerts[{i}] ({raw['name']})"
+    _require(raw, ("name", "type"), where)
+    name = _text(raw["name"], f"{where}.name")
+    kind = _choice(raw["type"], tuple(ALERT_TYPES), f"{where}.type")
+    _check_keys(raw, ("name", "type", *ALERT_TYPES[kind]), f"{where} (type {kind})")
+    _require(raw, REQUIRED_ALERT_KEYS[kind], where)
+    kw: dict[str, Any] = {}
+    if "days" in raw:
+        kw["days"] = _positive_int(raw["days"], f"{where}.days")
+    if "points" in raw:
+        kw["points"] = _number(raw["points"], f"{where}.points")
+        if kw["points"] <= 0:
+            raise CardError(f"{where}.points: a drop is a positive number of points, got {kw['points']:g}.")
+    if "bands" in raw:
+        bands = raw["bands"]
+        if isinstance(bands, str):
+            bands = [bands]
+        if not isinstance(bands, list) or not bands or not all(isinstance(b, str) for b in bands):
+            raise CardError(f"{where}.bands: expected a list of band names, got {raw['bands']!r}.")
+        unknown = [b for b in bands if b not in band_names]
+        if unknown:
+            raise CardError(f"{where}.bands: unknown band(s) {unknown}; the card's bands are: {_allowed(band_names)}.")
+        kw["bands"] = tuple(bands)
+    if "indicator" in raw:
+        ind = raw["indicator"]
+        if ind not in indicators:
+            raise CardError(
+                f"{where}.indicator: unknown indicator {ind!r}; use one of: {_allowed(indicators)} "
+                "(the card's indicator names, or model.extra_features columns)."
+            )
+        kw["indicator"] = ind
+    if "pct" in raw:
+        kw["pct"] = _number(raw["pct"], f"{where}.pct")
+        if kw["pct"] == 0 or kw["pct"] < -100:
+            raise CardError(
+                f"{where}.pct: expected a change in percent other than 0 and not below -100 "
+                f"(-40 = fell by 40 % or more, 50 = rose by 50 % or more), got {kw['pct']:g}."
+            )
+    for key in ("below", "above"):
+        if key in raw:
+            kw[key] = _number(raw[key], f"{where}.{key}")
+    if kind == "threshold" and ("below" in kw) == ("above" in kw):
+        raise CardError(f"{where}: a threshold rule needs exactly one of `below` or `above`; got {sorted(kw)}.")
+    return AlertRule(name=name, type=kind, **kw)
+
+
+def _parse_action(raw: Any, i: int, alert_names: list[str], band_names: list[str]) -> Action:
+    where = f"actions[{i}]"
+    if not isinstance(raw, Mapping):
+        raise CardError(f'{where}: expected a mapping like {{when: {{band: At risk}}, owner: csm, playbook: "..."}}.')
+    _check_keys(raw, ACTION_KEYS, where)
+    _require(raw, ACTION_KEYS, where)
+    when = raw["when"]
+    if not isinstance(when, Mapping) or not when:
+        raise CardError(f"{where}.when: expected a mapping with `band` and/or `alert`, got {when!r}.")
+    _check_keys(when, ACTION_WHEN_KEYS, f"{where}.when")
+    band, alert = when.get("band"), when.get("alert")
+    if band is not None and band not in band_names:
+        raise CardError(f"{where}.when.band: unknown band {band!r}; the card's bands are: {_allowed(band_names)}.")
+    if alert is not None and alert not in alert_names:
+        raise CardError(
+            f"{where}.when.alert: unknown alert {alert!r}; the card's alerts are: {_allowed(alert_names) or '(none)'}."
+        )
+    return Action(
+        owner=_text(raw["owner"], f"{where}.owner"),
+        playbook=_text(raw["playbook"], f"{where}.playbook"),
+        band=band,
+        alert=alert,
+    )
+
+
+def _parse_alerting(
+    raw: Mapping[str, Any], indicator_names: list[str], model: ModelSpec, bands: tuple[Band, ...]
+) -> tuple[tuple[AlertRule, ...], int, tuple[Action, ...]]:
+    """The card's ``alerts``, ``cooldown_days`` and ``actions`` (all optional)."""
+    names = [*indicator_names, *model.extra_features]
+    band_names = [b.name for b in bands]
+    rules_raw = raw.get("alerts") or []
+    if not isinstance(rules_raw, list):
+        raise CardError(f"alerts: expected a list of rules, got {rules_raw!r}.")
+    rules = tuple(_parse_alert(r, i, names, band_names) for i, r in enumerate(rules_raw))
+    rule_names = [r.name for r in rules]
+    dup = sorted({n for n in rule_names if rule_names.count(n) > 1})
+    if dup:
+        raise CardError(f"alerts: duplicate name(s) {dup}; each alert rule needs its own `name`.")
+    cooldown = raw.get("cooldown_days", DEFAULT_COOLDOWN_DAYS)
+    if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+        raise CardError(f"cooldown_days: expected a whole number of days >= 0, got {cooldown!r}.")
+    actions_raw = raw.get("actions") or []
+    if not isinstance(actions_raw, list):
+        raise CardError(f"actions: expected a list of {{when, owner, playbook}}, got {actions_raw!r}.")
+    actions = tuple(_parse_action(a, i, rule_names, band_names) for i, a in enumerate(actions_raw))
+    return rules, cooldown, actions
 
 
 def load_card(path: str | Path) -> Card:

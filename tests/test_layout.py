@@ -18,6 +18,7 @@ STAGES = (
     ("ml.data",),
     ("ml.model",),
     ("ml.serving",),
+    ("ml.monitor",),  # history, alerts, drift: the report reads the history for its trends
     ("ml.report",),
     ("ml.pipeline",),
     ("ml.cli", "ml.pyfunc", "ml.spark"),

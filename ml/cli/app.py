@@ -287,6 +287,15 @@ def predict(
     drivers: Annotated[int, typer.Option("--drivers", min=0, max=10, help="Top drivers as text per customer.")] = 3,
     strict: StrictOpt = False,
     raw_csv: RawCsvOpt = False,
+    history: Annotated[
+        Path | None,
+        typer.Option(
+            "--history",
+            help="Also append the scores (with every indicator's points) to this history directory; "
+            "re-scoring a date with the same model replaces its rows.",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Score new snapshots: health score, band and churn probability, for the model and the manual card."""
     from ml.data.checks import check_rows
@@ -295,9 +304,19 @@ def predict(
     m = _load_model(model)
     frame = _nonempty(read_table(data, text=[m.card.id_column]), data)
     check_rows(frame, m.card)
-    table = m.predict(frame, drivers=drivers, unseen="error" if strict else "missing")
+    unseen = "error" if strict else "missing"
+    if history is None:
+        table = m.predict(frame, drivers=drivers, unseen=unseen)
+    else:
+        from ml.monitor.history import append_scores, model_identity, score_with_points
+
+        run = score_with_points(m, frame, drivers=drivers, unseen=unseen)
+        table = run.table
     write_table(table, out, raw_csv=raw_csv)
     typer.echo(f"predicted {len(table):,} rows -> {out}")
+    if history is not None:
+        added = append_scores(history, run, m.card, model_identity(m, model, _registered_version(model)), frame=frame)
+        render.print_appended(added, history)
     render.print_band_summary(table, m.card, title="Band summary (model)")
 
 
@@ -378,6 +397,66 @@ def serve(
     sys.stderr.flush()
     # the server replaces this process: Ctrl+C and SIGTERM reach it directly, nothing is left behind
     os.execve(argv[0], argv, env) if os.path.isabs(argv[0]) else os.execvpe(argv[0], argv, env)
+
+
+def _registered_version(model: str) -> str | None:
+    """The registry version behind ``models:/name/N`` or ``models:/name@alias`` (None for a directory)."""
+    if not model.startswith("models:/"):
+        return None
+    from ml.serving.tracking import registered_version
+
+    return registered_version(model)
+
+
+HistoryOpt = Annotated[Path, typer.Option("--history", "-H", help="The history directory (see predict --history).")]
+
+
+@app.command()
+@boundary
+def history(
+    history: HistoryOpt,
+    customer: Annotated[str, typer.Option("--customer", help="The customer id to show.")],
+    top: Annotated[int, typer.Option("--top", min=1, max=10, help="Indicators that moved most, per scoring.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
+) -> None:
+    """One customer's scores over time, with the indicators whose points moved most at each scoring."""
+    from ml.monitor.history import customer_timeline
+
+    timeline = customer_timeline(history, customer, top=top)
+    if as_json:
+        typer.echo(timeline.to_json(orient="records", date_format="iso", indent=2))
+        return
+    render.print_timeline(customer, timeline)
+
+
+@app.command()
+@boundary
+def alerts(
+    history: HistoryOpt,
+    config: ConfigOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the alerts (.csv or .parquet).")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Evaluate the latest scoring on or before this date (YYYY-MM-DD).")
+    ] = None,
+    webhook: Annotated[str | None, typer.Option("--webhook", help="Also POST the alerts as JSON to this URL.")] = None,
+    webhook_timeout: Annotated[float, typer.Option("--webhook-timeout", min=0.1, help="Seconds per attempt.")] = 10.0,
+    webhook_retries: Annotated[
+        int, typer.Option("--webhook-retries", min=0, max=10, help="Retries after a 5xx or connection error.")
+    ] = 3,
+) -> None:
+    """Alerts from the card's rules on the score history: one row per customer and rule that fired, with
+    the drivers of the change, the owner and the playbook."""
+    from ml.card import load_card
+    from ml.data.io import write_table
+    from ml.monitor.alerts import evaluate_alerts, post_alerts
+
+    card = load_card(config)
+    table = evaluate_alerts(history, card, as_of=as_of)
+    write_table(table, out)
+    render.print_alerts(table, out)
+    if webhook:
+        if post_alerts(webhook, table, timeout=webhook_timeout, retries=webhook_retries):
+            typer.echo(f"posted {len(table):,} alerts to {webhook}")
 
 
 def default_card_path() -> Path:

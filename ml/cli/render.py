@@ -228,3 +228,74 @@ def print_demo(r, tracked: bool) -> None:
 
         typer.echo(f"MLflow run {r.train.run_id}: registered {card.name} version {r.train.version} as @challenger")
         typer.echo(f"browse runs: mlflow ui --backend-store-uri {tracking_uri()}")
+
+
+def print_appended(added, history) -> None:
+    """One line per history append: rows, dates and what was replaced."""
+    import typer
+
+    dates = added.dates
+    when = (
+        ""
+        if not dates
+        else (f" on {dates[0]}" if len(dates) == 1 else f" on {len(dates)} dates ({dates[0]}..{dates[-1]})")
+    )
+    replaced = f", replacing {added.replaced:,} earlier rows of this model" if added.replaced else ""
+    typer.echo(f"history: {added.rows:,} rows{when} -> {history}{replaced}")
+
+
+def print_timeline(customer, timeline) -> None:
+    import pandas as pd
+    from rich.table import Table
+
+    t = Table(title=f"{customer}: health over time")
+    for col in (
+        "date",
+        "health",
+        "band",
+        "churn prob.",
+        "manual",
+        "manual band",
+        "model",
+        "moved most since the previous scoring",
+    ):
+        t.add_column(col, justify="right" if col in ("health", "churn prob.", "manual") else "left")
+    for r in timeline.to_dict(orient="records"):
+        t.add_row(
+            str(pd.Timestamp(r["scoring_date"]).date()),
+            f"{r['health_score']:.1f}",
+            str(r["band"]),
+            f"{r['churn_probability']:.1%}",
+            "-" if pd.isna(r["manual_score"]) else f"{r['manual_score']:.1f}",
+            "" if pd.isna(r["manual_band"]) else str(r["manual_band"]),
+            f"{r['model_id']}" + (f" v{r['model_version']}" if r["model_version"] else ""),
+            r["moved"],
+        )
+    console().print(t)
+
+
+def print_alerts(table, out=None, limit: int = 20) -> None:
+    """How many alerts fired per rule, and the first ``limit`` of them."""
+    import typer
+    from rich.table import Table
+
+    if table.empty:
+        typer.echo("no alerts fired" + (f" (empty table -> {out})" if out else ""))
+        return
+    counts = table["alert"].value_counts()
+    per = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    typer.echo(f"{len(table):,} alerts on {table['as_of'].iloc[0]} ({per})" + (f" -> {out}" if out else ""))
+    t = Table(title=f"Alerts (first {min(limit, len(table))})")
+    for col in ("customer", "alert", "detail", "band", "driver 1", "owner", "playbook"):
+        t.add_column(col)
+    for r in table.head(limit).to_dict(orient="records"):
+        t.add_row(
+            str(r["customer_id"]),
+            r["alert"],
+            r["detail"],
+            str(r["band"] or ""),
+            r["driver_1"],
+            r["owner"],
+            r["playbook"],
+        )
+    console().print(t)

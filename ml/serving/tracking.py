@@ -215,3 +215,17 @@ def download_model(uri: str) -> Path:
             f"could not resolve {uri!r} at {tracking_uri()} ({type(exc).__name__}: {str(exc)[:200]}); "
             "check the name and alias, and MLFLOW_TRACKING_URI."
         ) from None
+
+
+def registered_version(uri: str) -> str | None:
+    """The version number behind ``models:/<name>/<version>`` or ``models:/<name>@<alias>``; None if
+    the registry cannot say (the history then records the URI alone)."""
+    body = uri.removeprefix("models:/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        try:
+            return str(mlflow_module().MlflowClient().get_model_version_by_alias(name, alias).version)
+        except Exception:
+            return None
+    name, _, version = body.rpartition("/")
+    return version if name and version.isdigit() else None
