@@ -21,6 +21,7 @@ from ml.errors import quiet
 from ml.model.booster import HealthModel
 from ml.model.evaluate import evaluate
 from ml.model.weights import propose_weights
+from ml.monitor.drift import REFERENCE_FILE, reference_profile
 from ml.scorecard import score_table
 from ml.serving.tracking import CHALLENGER, DEFAULT_EXPERIMENT, mlflow_module, run_metrics, run_params
 
@@ -75,6 +76,7 @@ def train(
             "split_customers.csv": split_customers,
             "audit.json": [c.to_dict() for c in model.audit_],
         }
+        extra[REFERENCE_FILE] = monitor_reference(model, frame, X, y)
         hook = None
         if plots:
             from ml.report.figures import write_model_plots
@@ -94,6 +96,15 @@ def train(
             )
         model.model_dir_ = result.model_dir
     return result
+
+
+def monitor_reference(model: HealthModel, frame: pd.DataFrame, X: pd.DataFrame, y) -> dict[str, Any]:
+    """What ``healthscore monitor`` compares later scorings with: the rows the model was fitted on."""
+    import numpy as np
+
+    rows = np.sort(np.concatenate([model.splits_.train, model.splits_.valid]))
+    with quiet():
+        return reference_profile(model, frame.iloc[rows], X.iloc[rows])
 
 
 def tracked_training(

@@ -459,6 +459,45 @@ def alerts(
             typer.echo(f"posted {len(table):,} alerts to {webhook}")
 
 
+@app.command()
+@boundary
+def monitor(
+    model: ModelOpt,
+    history: HistoryOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the monitoring report (JSON).")] = Path(
+        "monitor.json"
+    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", "-d", help="Labelled snapshots, for realised churn once labels matured.", dir_okay=False
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Monitor the latest scoring on or before this date (YYYY-MM-DD).")
+    ] = None,
+    track: Annotated[
+        bool, typer.Option("--track/--no-track", help="Log the metrics to an MLflow run linked to the model's run.")
+    ] = True,
+) -> None:
+    """Drift (PSI per indicator and score), missing values, new categories, realised churn and calibration
+    per past scoring date, and a verdict: ok, watch or retrain."""
+    import json
+
+    from ml.data.io import read_table, write_text
+    from ml.monitor.drift import log_monitor_run
+    from ml.monitor.drift import monitor as run_monitor
+
+    m = _load_model(model)
+    labelled = None if data is None else _nonempty(read_table(data), data)
+    result = run_monitor(m, history, labelled=labelled, as_of=as_of)
+    if track:
+        run_id, parent = log_monitor_run(result, m, model)
+        result["mlflow"] = {"run_id": run_id, "training_run_id": parent}
+    write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", out)
+    render.print_monitor(result, out)
+
+
 def default_card_path() -> Path:
     """The default card shipped in the package (``ml/data/default.yaml``, a link to ``configs/default.yaml``)."""
     from importlib.resources import files

@@ -299,3 +299,56 @@ def print_alerts(table, out=None, limit: int = 20) -> None:
             r["playbook"],
         )
     console().print(t)
+
+
+def print_monitor(result, out=None) -> None:
+    """The verdict and its reasons, the PSI table and realised churn per matured date."""
+    import typer
+    from rich.table import Table
+
+    colors = {"ok": "green", "watch": "yellow", "retrain": "red"}
+    con = console()
+    con.print(
+        f"monitor {result['as_of']}: verdict [bold {colors[result['verdict']]}]{result['verdict']}[/] "
+        f"(reference: {result['reference']}, {result['reference_rows']:,} rows)"
+    )
+    for r in result["reasons"]:
+        con.print(f"  - {r}")
+    d = result["drift"]
+    t = Table(title="Population stability (PSI: < 0.1 stable, 0.1-0.25 watch, >= 0.25 shifted)")
+    for col in ("", "PSI", "status", "customers", "missing", "missing (ref.)", "new categories"):
+        t.add_column(col, justify="left" if col in ("", "status", "new categories") else "right")
+    for name, r in [("health score", d["health_score"]), ("manual score", d["manual_score"]), *d["indicators"].items()]:
+        new = ", ".join(f"{k} {v:.1%}" for k, v in list(r["new_categories"].items())[:3])
+        t.add_row(
+            name,
+            fmt(r["psi"]),
+            r["status"],
+            f"{r['rows']:,}",
+            fmt(r["missing_share"], pct=True),
+            fmt(r["reference_missing_share"], pct=True),
+            new,
+        )
+    con.print(t)
+    real = result.get("realised")
+    if real and real["by_date"]:
+        t = Table(title=f"Realised churn within {real['horizon_days']} days (labels until {real['labels_until']})")
+        for col in ("scored on", "customers", "observed", "predicted", "ECE", "slope", "worst score bin"):
+            t.add_column(col, justify="left" if col in ("scored on", "worst score bin") else "right")
+        for r in real["by_date"]:
+            t.add_row(
+                r["date"],
+                f"{r['rows']:,}",
+                fmt(r["observed_rate"], pct=True),
+                fmt(r["mean_predicted"], pct=True),
+                fmt(r["ece"]),
+                fmt(r["calibration_slope"]),
+                r["sentence"],
+            )
+        con.print(t)
+    if result.get("mlflow"):
+        m = result["mlflow"]
+        linked = f", linked to training run {m['training_run_id']}" if m["training_run_id"] else ""
+        typer.echo(f"MLflow monitor run {m['run_id']}{linked}")
+    if out:
+        typer.echo(f"monitor report -> {out}")
