@@ -184,6 +184,12 @@ def report(
     latest: Annotated[
         bool, typer.Option("--latest/--all-rows", help="Report each customer's latest snapshot only.")
     ] = True,
+    history: Annotated[
+        Path | None,
+        typer.Option(
+            "--history", "-H", help="A score history: adds trends (band shares, score lines, changes).", file_okay=False
+        ),
+    ] = None,
 ) -> None:
     """A self-contained HTML report for CS leads: bands, weights, what scores mean, why customers are at risk."""
     from ml.data.checks import check_rows
@@ -195,7 +201,11 @@ def report(
     check_rows(frame, m.card)
     if latest:
         frame = latest_snapshots(frame, m.card)
-    write_report(m, frame, out)
+    if history is not None:
+        from ml.monitor.history import History
+
+        History(history).require()  # one clear error before the report's work
+    write_report(m, frame, out, history=history)
     typer.echo(f"report written to {out}")
 
 

@@ -274,10 +274,10 @@ def print_timeline(customer, timeline) -> None:
     console().print(t)
 
 
-def print_alerts(table, out=None, limit: int = 20) -> None:
-    """How many alerts fired per rule, and the first ``limit`` of them."""
+def print_alerts(table, out=None, limit: int = 10, show: bool | None = None) -> None:
+    """How many alerts fired per rule and, on a terminal (or with ``show``), the first ``limit`` of
+    them; piped output gets the summary line only (the file has every alert)."""
     import typer
-    from rich.table import Table
 
     if table.empty:
         typer.echo("no alerts fired" + (f" (empty table -> {out})" if out else ""))
@@ -285,6 +285,10 @@ def print_alerts(table, out=None, limit: int = 20) -> None:
     counts = table["alert"].value_counts()
     per = ", ".join(f"{k} {v:,}" for k, v in counts.items())
     typer.echo(f"{len(table):,} alerts on {table['as_of'].iloc[0]} ({per})" + (f" -> {out}" if out else ""))
+    if not (sys.stdout.isatty() if show is None else show):
+        return
+    from rich.table import Table
+
     t = Table(title=f"Alerts (first {min(limit, len(table))})")
     for col in ("customer", "alert", "detail", "band", "driver 1", "owner", "playbook"):
         t.add_column(col)

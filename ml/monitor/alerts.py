@@ -76,63 +76,81 @@ class Grid:
 
 
 def load_grid(history: History, card, dates: list[dt.date], indicators: list[str]) -> Grid:
-    """Read the columns the rules need for ``dates`` and lay them out as a grid."""
-    import pyarrow.compute as pc
-
-    have = set(history.columns(dates))
-    missing = [i for i in indicators if VALUE + i not in have]
+    """Read the columns the rules need for ``dates`` and lay them out as a grid. DuckDB does the
+    coding (customer -> row number, date -> day number, band -> the card's band index), so only
+    numbers and the distinct ids leave the query."""
+    schema = history.schema(dates)
+    missing = [i for i in indicators if VALUE + i not in schema]
     if missing:
         raise DataError(
             f"{history.path}: the history has no values for indicator(s) {missing} used by the card's alerts "
             "(scored by a model without them?); fix `indicator:` in the alert rules or re-score."
         )
-    cols = ["customer_id", "scoring_date", "health_score", "band", *[VALUE + i for i in indicators]]
+    text = [i for i in indicators if not schema[VALUE + i].startswith(("double", "float"))]
+    if text:
+        raise DataError(
+            f"alert rules compare numbers, but indicator(s) {text} hold text values in the history; "
+            "use a numeric indicator (or band / score rules) instead."
+        )
+    import pyarrow.compute as pc
+
     con = history.connection()
-    t = con.sql(history.relation_sql(cols, dates=dates)).to_arrow_table()
-    enc = pc.dictionary_encode(t["customer_id"].combine_chunks())
-    rows = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    cols = ["customer_id", "scoring_date", "health_score", "band", *[VALUE + i for i in indicators]]
+    src = history.relation_sql(cols, dates=dates)
+    order = [b.name for b in card.bands]
+    band_case = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
+    values = ", ".join(f'"{VALUE}{i}"::DOUBLE AS "v{k}"' for k, i in enumerate(indicators))
+    table = con.sql(
+        "SELECT customer_id, date_diff('day', DATE '1970-01-01', scoring_date::DATE)::INTEGER AS day, "
+        f"health_score::DOUBLE AS score, (CASE band::VARCHAR {band_case} WHEN NULL THEN -1 ELSE -2 END)::SMALLINT AS band"
+        + (f", {values}" if values else "")
+        + f" FROM ({src})",
+        params=order,
+    ).to_arrow_table()
+    enc = pc.dictionary_encode(table["customer_id"].combine_chunks())  # customer -> grid row, one hash pass
     ids = np.asarray(enc.dictionary.to_pylist(), dtype=object)
-    day = t["scoring_date"].combine_chunks().to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    got = {name: table[name].to_numpy() for name in table.column_names if name != "customer_id"}
+    got["code"] = enc.indices.to_numpy()
     grid_dates = np.array(sorted({np.datetime64(d, "D") for d in dates}), dtype="datetime64[D]")
-    col = np.searchsorted(grid_dates, day)
+    rows = np.asarray(got["code"], dtype=np.int64)
+    day = np.asarray(got["day"], dtype=np.int64)
+    first = int(grid_dates[0].astype(np.int64)) if len(grid_dates) else 0
+    lookup = np.full(int(grid_dates[-1].astype(np.int64)) - first + 1 if len(grid_dates) else 1, -1, np.int64)
+    lookup[grid_dates.astype(np.int64) - first] = np.arange(len(grid_dates))
+    col = lookup[day - first]  # day number -> grid column, without a search per row
     shape = (len(ids), len(grid_dates))
 
-    def dense(values: np.ndarray, fill, dtype) -> np.ndarray:
-        out = np.full(shape, fill, dtype=dtype)
-        out[rows, col] = values
+    def dense(v: np.ndarray, fill, dtype) -> np.ndarray:  # column-major: the rules walk the dates
+        out = np.full(shape, fill, dtype=dtype, order="F")
+        out[rows, col] = v
         return out
 
-    score = dense(t["health_score"].to_numpy(zero_copy_only=False).astype(float), np.nan, float)
-    band_enc = pc.dictionary_encode(t["band"].combine_chunks().cast("string"))
-    names = band_enc.dictionary.to_pylist()
-    order = {b.name: i for i, b in enumerate(card.bands)}
-    unknown = sorted({n for n in names if n is not None and n not in order})
-    if unknown:
-        warn(
-            f"the history holds band(s) {unknown} that the card does not define (bands: {list(order)}); "
-            "band rules treat them as no band. Use the card the model was trained with."
-        )
-    lookup = np.array([order.get(n, -1) for n in names] + [-1], dtype=np.int16)
-    codes = band_enc.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)
-    band = dense(lookup[codes], -1, np.int16)
-    values = {}
-    for i in indicators:
-        v = t[VALUE + i]
-        try:
-            arr = v.to_numpy().astype(float) if v.num_chunks else np.array([], float)
-        except Exception:  # a text (categorical) value cannot be compared with numbers
-            raise DataError(
-                f"alert rules compare numbers, but indicator {i!r} holds text values in the history; "
-                "use a numeric indicator (or band / score rules) instead."
-            ) from None
-        values[i] = dense(arr, np.nan, float)
+    def numbers(name: str) -> np.ndarray:
+        return np.asarray(got[name], float)  # Arrow gives NaN for nulls in float columns
+
     present = dense(np.ones(len(rows), bool), False, bool)
     # column of each customer's previous scoring: running max of the scored columns, shifted by one
-    scored_col = np.where(present, np.arange(shape[1]), -1)
-    last = np.maximum.accumulate(scored_col, axis=1)
-    prev = np.full(shape, -1, dtype=np.int64)
+    last = np.maximum.accumulate(np.where(present, np.arange(shape[1]), -1), axis=1)
+    prev = np.full(shape, -1, dtype=np.int64, order="F")
     prev[:, 1:] = last[:, :-1]
-    return Grid(ids, grid_dates, score, band, values, present, prev)
+    band = table["band"].fill_null(-1).to_numpy()
+    if (band == -2).any():  # a band the card does not define: say which (a second scan, only then)
+        found = [r[0] for r in con.execute(f"SELECT DISTINCT band::VARCHAR FROM ({src})").fetchall()]
+        warn(
+            f"the history holds band(s) {sorted(b for b in found if b is not None and b not in order)} that the "
+            f"card does not define (bands: {order}); band rules treat them as no band. Use the card the model "
+            "was trained with."
+        )
+        band = np.where(band == -2, -1, band)
+    return Grid(
+        ids=ids,
+        dates=grid_dates,
+        score=dense(numbers("score"), np.nan, float),
+        band=dense(np.asarray(band, np.int16), -1, np.int16),
+        values={i: dense(numbers(f"v{k}"), np.nan, float) for k, i in enumerate(indicators)},
+        present=present,
+        prev=prev,
+    )
 
 
 # ---- rules ------------------------------------------------------------------------------------------
@@ -165,36 +183,41 @@ def _extreme(m: np.ndarray, cols: np.ndarray, *, largest: bool) -> tuple[np.ndar
 
 
 def rule_state(rule, grid: Grid, upto: int, band_order: list[str] | None = None) -> RuleState:
-    """The condition of ``rule`` at columns 0..``upto`` (vectorised over customers). ``band_order``:
-    the card's band names, highest first (the grid's band codes index it)."""
-    watched = [i for i, b in enumerate(band_order or []) if b in rule.bands]
+    """The condition of ``rule`` at columns 0..``upto`` (vectorised over customers; the window rules
+    take one step per scoring date). ``band_order``: the card's band names, highest first (the grid's
+    band codes index it)."""
     n, d = grid.score.shape
-    cond = np.zeros((n, d), bool)
-    ref = np.full((n, d), -1, dtype=np.int64)
-    rows = np.arange(n)
-    for j in range(upto + 1):  # one vectorised step per scoring date
-        here = grid.present[:, j]
-        prev = grid.prev[:, j]
-        if rule.type == "score_drop":
-            best, k = _extreme(grid.score, _window(grid, j, rule.days), largest=True)
-            c = here & (grid.score[:, j] <= best - rule.points)
-        elif rule.type == "band_entered":
-            inside = np.isin(grid.band[:, j], watched)
-            was = np.where(prev >= 0, grid.band[rows, np.maximum(prev, 0)], -1)
-            was_inside = np.isin(was, watched)
-            c = here & inside & (prev >= 0) & (was >= 0) & ~was_inside
-            k = prev
-        elif rule.type == "indicator_change":
+    rows = np.arange(n)[:, None]
+    prev = grid.prev
+    has_prev = prev >= 0
+    if rule.type in ("band_entered", "threshold"):  # no window: whole-grid operations
+        if rule.type == "band_entered":
+            watched = [i for i, b in enumerate(band_order or []) if b in rule.bands]
+            inside = np.isin(grid.band, watched)
+            was = grid.band[rows, np.maximum(prev, 0)]
+            cond = grid.present & inside & has_prev & (was >= 0) & ~inside[rows, np.maximum(prev, 0)]
+        else:
             v = grid.values[rule.indicator]
-            falls = rule.pct < 0
-            base, k = _extreme(np.where(v > 0, v, np.nan), _window(grid, j, rule.days), largest=falls)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                change = (v[:, j] - base) / base * 100.0
-            c = here & ~np.isnan(change) & ((change <= rule.pct) if falls else (change >= rule.pct))
-        else:  # threshold
+            cond = grid.present & ((v < rule.below) if rule.below is not None else (v > rule.above))
+        cond[:, upto + 1 :] = False
+        return RuleState(np.asfortranarray(cond), np.where(cond, prev, -1))
+    cond = np.zeros((n, d), bool, order="F")
+    ref = np.full((n, d), -1, dtype=np.int64, order="F")
+    if rule.type == "score_drop":
+        m, largest = grid.score, True
+    else:  # indicator_change: against the highest (falls) or lowest (rises) positive value in the window
+        v = grid.values[rule.indicator]
+        m, largest = np.asfortranarray(np.where(v > 0, v, np.nan)), rule.pct < 0
+    for j in range(upto + 1):  # one vectorised step per scoring date
+        base, k = _extreme(m, _window(grid, j, rule.days), largest=largest)
+        here = grid.present[:, j]
+        if rule.type == "score_drop":
+            c = here & (grid.score[:, j] <= base - rule.points)
+        else:
             v = grid.values[rule.indicator][:, j]
-            c = here & ((v < rule.below) if rule.below is not None else (v > rule.above))
-            k = prev
+            with np.errstate(invalid="ignore", divide="ignore"):
+                change = (v - base) / base * 100.0
+            c = here & ~np.isnan(change) & ((change <= rule.pct) if largest else (change >= rule.pct))
         cond[:, j] = c
         ref[:, j] = np.where(c, k, -1)
     return RuleState(cond, ref)
@@ -204,7 +227,7 @@ def fire(state: RuleState, grid: Grid, upto: int, cooldown_days: int) -> np.ndar
     """Cells where the rule fires: entry into the condition, outside the cooldown of its last firing."""
     n, d = state.cond.shape
     rows = np.arange(n)
-    fired = np.zeros((n, d), bool)
+    fired = np.zeros((n, d), bool, order="F")
     last = np.full(n, np.iinfo(np.int64).min // 2, dtype=np.int64)  # day number of the last firing
     days = grid.dates.astype(np.int64)
     for j in range(upto + 1):

@@ -176,13 +176,25 @@ class History:
         if self._con is None:
             import duckdb
 
-            self._con = duckdb.connect(config={"threads": max(1, int(os.environ.get("HEALTHSCORE_THREADS", "1")))})
+            threads = os.environ.get("HEALTHSCORE_THREADS")  # DuckDB's own default otherwise (no spinning)
+            self._con = duckdb.connect(config={"threads": max(1, int(threads))} if threads else {})
+            self._con.execute("SET enable_progress_bar = false")  # no bar on the terminal for long scans
         return self._con
+
+    def schema(self, dates=None) -> dict[str, str]:
+        """Column -> Arrow type name over the files (of ``dates``), read from the Parquet footers only."""
+        import pyarrow.parquet as pq
+
+        out: dict[str, str] = {}
+        for p in self.files(dates):
+            for f in pq.read_schema(p):
+                t = f.type.value_type if hasattr(f.type, "value_type") else f.type
+                out.setdefault(f.name, str(t))
+        return out
 
     def columns(self, dates=None) -> list[str]:
         """Every column of the history (the union over its files, or those of ``dates``)."""
-        con = self.connection()
-        return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {self.source(dates)}").fetchall()]
+        return list(self.schema(dates))
 
     def source(self, dates: Sequence[dt.date] | None = None) -> str:
         """The SQL table expression reading the files (of ``dates``)."""
@@ -292,6 +304,7 @@ def run_table(run: ScoredRun, card, identity: ModelIdentity, dates: np.ndarray, 
             cols[c] = pa.array(s).cast(pa.dictionary(pa.int32(), pa.string()))  # dictionary-encoded
         else:
             cols[c] = pa.array(s.to_numpy(dtype=float), pa.float64())
+    # float64 columns go to Arrow without a copy
     for name in run.points.columns:
         cols[POINTS + name] = pa.array(run.points[name].to_numpy(dtype=float), pa.float64())
     for name in run.values.columns:
@@ -337,37 +350,45 @@ def append_scores(
     scored_at = scored_at or dt.datetime.now(dt.UTC)
     dates = scoring_dates(frame if frame is not None else t, card, run_date)
     table = run_table(run, card, identity, dates, scored_at)
-    # one customer twice on one date: keep the last row, say so
-    key = pd.DataFrame({"id": t[card.id_column].astype(str).to_numpy(), "d": dates})
-    dup = key.duplicated(keep="last").to_numpy()
-    if dup.any():
-        example = key[dup].iloc[0]
-        warn(
-            f"{int(dup.sum())} row(s) score a customer twice on the same date (e.g. {example['id']} on "
-            f"{example['d']}); the history keeps the last of each. Deduplicate the snapshots if unintended."
-        )
-        table = table.filter(pa.array(~dup))
-        dates = dates[~dup]
-    order = np.argsort(dates, kind="stable")
-    uniq, starts = np.unique(dates[order], return_index=True)
-    bounds = [*starts[1:], len(order)]
-    written, replaced = [], 0
-    for d, a, b in zip(uniq, starts, bounds, strict=True):
-        idx = order[a:b]
-        part = table if len(uniq) == 1 else table.take(pa.array(idx))
-        day = str(d.astype("datetime64[D]"))
+    day_numbers = dates.astype(np.int64)
+    if len(dates) > 1 and np.any(np.diff(day_numbers) < 0):  # group the rows by date: one sort, then slices
+        order = np.argsort(day_numbers, kind="stable")
+        table, dates, day_numbers = table.take(pa.array(order)), dates[order], day_numbers[order]
+    cuts = [0, *(np.flatnonzero(np.diff(day_numbers)) + 1).tolist(), len(dates)]
+    # Parquet's dictionary encoding pays for repeated text (bands, the run's constants, dates); on
+    # float columns and unique ids it costs most of the write and saves nothing
+    text_columns = [
+        f.name for f in table.schema if pa.types.is_dictionary(f.type) or f.name in ("scoring_date", "scored_at")
+    ]
+    written, replaced, rows, duplicated = [], 0, 0, []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        part = table.slice(a, b - a)
+        day = str(dates[a])
+        if len(pc.unique(part["customer_id"])) < len(part):  # one customer twice on one date
+            keep = ~part["customer_id"].to_pandas().duplicated(keep="last").to_numpy()
+            duplicated.append((day, int((~keep).sum()), part["customer_id"].filter(pa.array(~keep))[0].as_py()))
+            part = part.filter(pa.array(keep))
+        rows += len(part)
         target = hist.path / f"date={day}" / f"model={identity.model_id}.parquet"
         if target.exists():
             old = pq.read_table(target)
-            keep = pc.invert(pc.is_in(old["customer_id"], value_set=part["customer_id"]))
-            replaced += len(old) - int(pc.sum(keep).as_py() or 0)
-            kept = old.filter(keep)
+            keep_old = pc.invert(pc.is_in(old["customer_id"], value_set=part["customer_id"]))
+            replaced += len(old) - int(pc.sum(keep_old).as_py() or 0)
+            kept = old.filter(keep_old)
             if len(kept):
                 part = pa.concat_tables([kept, part.select(kept.column_names)], promote_options="permissive")
         with atomic_path(target) as tmp:
-            pq.write_table(part, tmp)
+            pq.write_table(part, tmp, use_dictionary=text_columns, write_statistics=["customer_id", "scoring_date"])
         written.append(target)
-    return AppendResult(tuple(written), len(table), tuple(dt.date.fromisoformat(str(d)) for d in uniq), replaced)
+    if duplicated:
+        n = sum(k for _, k, _ in duplicated)
+        day, _, example = duplicated[0]
+        warn(
+            f"{n} row(s) score a customer twice on the same date (e.g. {example} on {day}); the history keeps "
+            "the last of each. Deduplicate the snapshots if unintended."
+        )
+    uniq = [dt.date.fromisoformat(str(dates[a])) for a in cuts[:-1]]
+    return AppendResult(tuple(written), rows, tuple(uniq), replaced)
 
 
 # ---- one customer over time ------------------------------------------------------------------------

@@ -423,3 +423,54 @@ def waterfall_figure(explanation: dict, steps: int = WATERFALL_STEPS, band_color
     ax.set_xlabel("health points")
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+# ---- trends (from the score history) ------------------------------------------------------------------
+def band_shares_figure(model: pd.DataFrame, manual: pd.DataFrame, colors: dict[str, str]):
+    """Share of customers per band at each scoring date, stacked (lowest band at the bottom): the model
+    on the left, the manual card on the right. Rows are dates, columns bands (highest first)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 2.8), sharey=True)
+    for ax, shares, title in ((axes[0], model, "model"), (axes[1], manual, "manual card")):
+        x = np.arange(len(shares))
+        bands = list(shares.columns)[::-1]  # lowest band first, at the bottom
+        ax.stackplot(
+            x,
+            [shares[b].to_numpy(float) for b in bands],
+            colors=[colors.get(b, _FALLBACK_COLOR) for b in bands],
+            labels=[mpl_text(b) for b in bands],
+            alpha=0.85,
+        )
+        step = max(1, len(x) // 6)
+        ax.set_xticks(x[::step], [str(d) for d in shares.index[::step]], fontsize=7)
+        ax.set_xlim(0, max(len(x) - 1, 1))
+        ax.set_ylim(0, 1)
+        ax.set_title(title, fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel("share of customers")
+    axes[0].yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles[::-1], labels[::-1], frameon=False, loc="upper center", ncols=len(labels), fontsize=8)
+    fig.subplots_adjust(top=0.78)
+    return fig
+
+
+def score_lines_figure(lines: dict[str, pd.Series], card, colors: dict[str, str]):
+    """Each chosen customer's health score over the scoring dates, over the bands' colours."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.8, 3.2))
+    mins = [b.min for b in card.bands]
+    tops = [100.0, *mins[:-1]]
+    for b, lo, hi in zip(card.bands, mins, tops, strict=True) if card.bands_by == "fixed" else ():
+        ax.axhspan(lo, hi, color=colors.get(b.name, _FALLBACK_COLOR), alpha=0.08, lw=0)
+    for cid, s in lines.items():
+        ax.plot(
+            pd.to_datetime(s.index), s.to_numpy(float), marker="o", ms=3, lw=1.2, label=mpl_text(value_text(cid, 18))
+        )
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("health score")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(axis="x", labelsize=7)
+    if lines:
+        ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig

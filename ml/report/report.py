@@ -47,6 +47,7 @@ SECTIONS = (
     ("at-risk", "At-risk customers"),
     ("why", "Why at risk"),
 )
+TRENDS_SECTION = ("trends", "Trends")  # shown when the report is given a score history
 MAX_AT_RISK = 50  # rows of the at-risk table
 MIN_AT_RISK = 10  # topped up with the next riskiest customers when the lowest band holds fewer
 MAX_EXPLAINED = 10  # customers with a waterfall
@@ -109,6 +110,7 @@ class HealthReport:
         model_dir: str | os.PathLike | None = None,
         max_at_risk: int = MAX_AT_RISK,
         max_explained: int = MAX_EXPLAINED,
+        history: str | os.PathLike | None = None,
     ):
         model.check_fitted()
         card = model.card
@@ -122,6 +124,7 @@ class HealthReport:
         self.model_dir = None if d is None else Path(d)
         self.max_at_risk = max_at_risk
         self.max_explained = max_explained
+        self.history = None if history is None else Path(history)
 
     # ---- data ----------------------------------------------------------------------------------
     @property
@@ -250,6 +253,17 @@ class HealthReport:
         ids = self.at_risk[self.card.id_column].head(self.max_explained)
         return [explain_customer(self.model, self.latest, cid) for cid in ids]
 
+    @cached_property
+    def trends(self):
+        """Trends from the score history (``history``), or None: band shares over time, the at-risk
+        customers' score lines, what changed since the previous scoring."""
+        if self.history is None:
+            return None
+        from ml.monitor.trends import trend_summary
+
+        ids = [str(c) for c in self.at_risk[self.card.id_column].head(self.max_explained)]
+        return trend_summary(self.history, self.card, customers=ids)
+
     # ---- views -----------------------------------------------------------------------------------
     @cached_property
     def overview(self) -> dict[str, Any]:
@@ -376,6 +390,14 @@ class HealthReport:
             charts["churn_by_band"] = inline_svg(
                 churn_by_band_figure(self.metrics["ranking"], order, self.colors), "svg-churn-by-band"
             )
+        if self.trends is not None:
+            from ml.report.figures import band_shares_figure, score_lines_figure
+
+            t = self.trends
+            charts["band_shares"] = inline_svg(
+                band_shares_figure(t.band_shares, t.manual_band_shares, self.colors), "svg-band-shares"
+            )
+            charts["score_lines"] = inline_svg(score_lines_figure(t.lines, self.card, self.colors), "svg-score-lines")
         charts["why"] = [
             inline_svg(waterfall_figure(e, band_colors=self.colors), f"svg-why-{i}")
             for i, e in enumerate(self.explanations)
@@ -409,6 +431,7 @@ class HealthReport:
                     }
                     for e in self.explanations
                 ],
+                "trends": None if self.trends is None else self.trends.to_dict(),
             }
         )
 
@@ -421,7 +444,8 @@ class HealthReport:
                 r=self,
                 o=self.overview,
                 card=self.card,
-                sections=SECTIONS,
+                sections=SECTIONS if self.trends is None else (*SECTIONS[:5], TRENDS_SECTION, *SECTIONS[5:]),
+                trends=self.trends,
                 csp=CSP,
                 colors=self.colors,
                 band_order=[b.name for b in self.card.bands],
@@ -449,18 +473,26 @@ def _env():
     return env
 
 
-def build_report(model, frame: pd.DataFrame, *, model_dir: str | os.PathLike | None = None) -> HealthReport:
-    """The report on ``frame`` (snapshots; each customer's latest is scored) for a fitted ``model``."""
-    return HealthReport(model, frame, model_dir=model_dir)
+def build_report(
+    model, frame: pd.DataFrame, *, model_dir: str | os.PathLike | None = None, history: str | os.PathLike | None = None
+) -> HealthReport:
+    """The report on ``frame`` (snapshots; each customer's latest is scored) for a fitted ``model``;
+    with ``history`` (a score history directory) it adds the trends."""
+    return HealthReport(model, frame, model_dir=model_dir, history=history)
 
 
 def write_report(
-    model, frame: pd.DataFrame, out_path: str | os.PathLike, *, model_dir: str | os.PathLike | None = None
+    model,
+    frame: pd.DataFrame,
+    out_path: str | os.PathLike,
+    *,
+    model_dir: str | os.PathLike | None = None,
+    history: str | os.PathLike | None = None,
 ) -> HealthReport:
     """Build the report and write its HTML to ``out_path`` atomically; returns the report (its
     ``summary`` serves the CLI's one-line output)."""
     from ml.data.io import write_text
 
-    report = build_report(model, frame, model_dir=model_dir)
+    report = build_report(model, frame, model_dir=model_dir, history=history)
     write_text(report.to_html(), out_path)
     return report
