@@ -168,6 +168,8 @@ class DemoResult:
     train: TrainResult
     predictions: pd.DataFrame
     paths: dict[str, Path]
+    alerts: pd.DataFrame | None = None  # the latest month's alerts (the card's rules on the history)
+    monitor: dict[str, Any] | None = None  # `healthscore monitor` on the history
 
 
 def demo(
@@ -194,6 +196,9 @@ def demo(
         "model": out / "demo",
         "predictions": out / "demo-predictions.csv",
         "report": out / "demo-report.html",
+        "history": out / "demo-history",
+        "alerts": out / "demo-alerts.csv",
+        "monitor": out / "demo-monitor.json",
     }
     progress("generating synthetic snapshots")
     data = generate_snapshots(customers, months, seed=seed, horizon_days=card.horizon_days)
@@ -209,6 +214,45 @@ def demo(
     latest = latest_snapshots(data.frame, card)
     preds = result.model.predict(latest)
     write_table(preds, paths["predictions"])
+    loaded = load_model(paths["model"])
+    alerts, monitored = demo_history(loaded, data.frame, paths, months=min(DEMO_HISTORY_MONTHS, months), track=track)
     progress("writing the report")
-    write_report(load_model(paths["model"]), latest, paths["report"])
-    return DemoResult(card, data.frame, manual, result, preds, paths)
+    write_report(loaded, latest, paths["report"], history=paths["history"])
+    return DemoResult(card, data.frame, manual, result, preds, paths, alerts, monitored)
+
+
+DEMO_HISTORY_MONTHS = 6
+
+
+def demo_history(
+    model: HealthModel, frame: pd.DataFrame, paths: dict[str, Path], *, months: int, track: bool
+) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The demo's history: the last ``months`` monthly snapshots scored one month at a time into
+    ``paths["history"]`` (as `predict --history` does), the latest month's alerts (when the card has
+    rules) and the monitor against the labelled snapshots."""
+    import json
+    import shutil
+
+    from ml.data.io import write_text
+    from ml.monitor.alerts import evaluate_alerts
+    from ml.monitor.drift import log_monitor_run, monitor
+    from ml.monitor.history import append_scores, model_identity, score_with_points
+
+    card = model.card
+    shutil.rmtree(paths["history"], ignore_errors=True)  # the demo's own output: start afresh
+    identity = model_identity(model)
+    dates = sorted(pd.to_datetime(frame[card.date_column]).unique())[-months:]
+    with quiet():
+        for day in dates:
+            rows = frame[pd.to_datetime(frame[card.date_column]) == day]
+            append_scores(paths["history"], score_with_points(model, rows), card, identity, frame=rows)
+    alerts = None
+    if card.alerts:
+        alerts = evaluate_alerts(paths["history"], card)
+        write_table(alerts, paths["alerts"])
+    result = monitor(model, paths["history"], labelled=frame)
+    if track:
+        run_id, parent = log_monitor_run(result, model)
+        result["mlflow"] = {"run_id": run_id, "training_run_id": parent}
+    write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", paths["monitor"])
+    return alerts, result

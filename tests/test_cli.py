@@ -6,6 +6,7 @@ only and ``result.output`` is both, interleaved as a terminal would show them.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -193,6 +194,17 @@ def test_demo_runs_the_whole_job(runner, tmp_path, monkeypatch):
     assert f"report:      {out_dir / 'demo-report.html'}" in result.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
     assert "registered health-score version 1 as @challenger" in result.stdout
+    # health over time: six months scored into a history, the latest month's alerts, the monitor
+    history = out_dir / "demo-history"
+    assert len(list(history.glob("date=*/model=*.parquet"))) == 6
+    alerts = pd.read_csv(out_dir / "demo-alerts.csv", keep_default_na=False)
+    assert alerts["as_of"].unique().tolist() == [str(pd.Timestamp(snapshots["snapshot_date"].max()).date())]
+    assert f"{len(alerts):,} alerts on " in result.stdout
+    monitor = json.loads((out_dir / "demo-monitor.json").read_text())
+    assert monitor["verdict"] in ("ok", "watch", "retrain") and monitor["realised"]["by_date"]
+    assert f"verdict {monitor['verdict']}" in result.stdout
+    assert monitor["mlflow"]["training_run_id"]  # the monitoring run is linked to the training run
+    assert '<section id="trends">' in html
 
 
 # ---- help ---------------------------------------------------------------------------------------
@@ -201,6 +213,7 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 
 def test_every_expected_command_exists():
     assert {"generate", "score", "demo", "train", "compare", "predict", "explain", "promote", "report"} <= set(COMMANDS)
+    assert {"history", "alerts", "monitor"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]], ids=["app", *COMMANDS])

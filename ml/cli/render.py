@@ -219,10 +219,18 @@ def print_demo(r, tracked: bool) -> None:
     print_weights(r.train.weights)
     print_metrics(r.train.metrics, card)
     print_band_summary(r.predictions, card, title="Latest snapshot: band summary (model)")
+    if r.alerts is not None:
+        typer.echo("")
+        print_alerts(r.alerts, p.get("alerts"), show=True)
+    if r.monitor is not None:
+        typer.echo("")
+        print_monitor(r.monitor, p.get("monitor"))
     typer.echo("")
     typer.echo(f"report:      {p['report']}")
     typer.echo(f"model:       {p['model']}")
     typer.echo(f"predictions: {p['predictions']}")
+    if p.get("history"):
+        typer.echo(f"history:     {p['history']} (healthscore history --history {p['history']} --customer <id>)")
     if tracked:
         from ml.serving.tracking import tracking_uri
 

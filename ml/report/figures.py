@@ -442,7 +442,7 @@ def band_shares_figure(model: pd.DataFrame, manual: pd.DataFrame, colors: dict[s
             alpha=0.85,
         )
         step = max(1, len(x) // 6)
-        ax.set_xticks(x[::step], [str(d) for d in shares.index[::step]], fontsize=7)
+        ax.set_xticks(x[::step], [str(d) for d in shares.index[::step]], fontsize=7, rotation=30, ha="right")
         ax.set_xlim(0, max(len(x) - 1, 1))
         ax.set_ylim(0, 1)
         ax.set_title(title, fontsize=9)
