@@ -27,6 +27,8 @@ from ml.monitor.history import (
 from ml.pipeline import train
 from ml.serving.bundle import load_model
 
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, default_card_raw):

@@ -106,6 +106,7 @@ def setup(tmp_path_factory, default_card_raw):
     }
 
 
+@pytest.mark.slow
 def test_training_writes_the_reference_and_it_gives_zero_psi_on_the_training_rows(setup):
     model, early = setup["model"], setup["early"]
     ref = json.loads((model.model_dir_ / REFERENCE_FILE).read_text())
@@ -126,6 +127,7 @@ def test_training_writes_the_reference_and_it_gives_zero_psi_on_the_training_row
     assert abs(compare(ref["health_score"], scores["health_score"].to_numpy())["psi"]) <= 1e-12
 
 
+@pytest.mark.slow
 def test_a_shifted_indicator_is_flagged(setup, tmp_path):
     model, late, card = setup["model"], setup["late"], setup["card"]
     last = late[late["snapshot_date"] == late["snapshot_date"].max()].copy()
@@ -143,6 +145,7 @@ def test_a_shifted_indicator_is_flagged(setup, tmp_path):
     assert any("csat: 100% missing" in r for r in result["reasons"])
 
 
+@pytest.mark.slow
 def test_new_categories_are_reported(setup, tmp_path):
     model, late, card = setup["model"], setup["late"], setup["card"]
     last = late[late["snapshot_date"] == late["snapshot_date"].max()].copy()
@@ -165,6 +168,7 @@ def labelled(setup, extra_churn: float) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.slow
 def test_realised_churn_rising_after_training_says_retrain(setup):
     result = monitor(setup["model"], setup["hist"], labelled=labelled(setup, 0.25))
     real = result["realised"]
@@ -182,6 +186,7 @@ def test_realised_churn_rising_after_training_says_retrain(setup):
     )
 
 
+@pytest.mark.slow
 def test_unchanged_churn_is_not_a_reason_to_retrain(setup):
     result = monitor(setup["model"], setup["hist"], labelled=labelled(setup, 0.0))
     assert not any("realised churn departs" in r for r in result["reasons"])
@@ -189,6 +194,7 @@ def test_unchanged_churn_is_not_a_reason_to_retrain(setup):
     assert abs(last["observed_rate"] - last["mean_predicted"]) < 0.05
 
 
+@pytest.mark.slow
 def test_old_model_directory_falls_back_to_the_first_scoring(setup, tmp_path):
     old = tmp_path / "old-model"
     shutil.copytree(setup["model"].model_dir_, old)
@@ -205,6 +211,7 @@ def test_old_model_directory_falls_back_to_the_first_scoring(setup, tmp_path):
     assert abs(result["drift"]["health_score"]["psi"]) <= 1e-12  # compared with itself
 
 
+@pytest.mark.slow
 def test_labelled_data_errors(setup):
     bad = setup["frame"].drop(columns="churned")
     with pytest.raises(DataError, match=r"--data is missing column\(s\) \['churned'\]"):
@@ -227,6 +234,7 @@ def tracking(tmp_path, monkeypatch):
     fluent._active_experiment_id = None
 
 
+@pytest.mark.slow
 def test_cli_predict_history_then_history_and_monitor(setup, tracking, default_card_raw):
     root = tracking
     late = setup["late"]
@@ -307,3 +315,16 @@ def test_cli_predict_history_then_history_and_monitor(setup, tracking, default_c
     assert run.data.metrics["verdict"] == 2.0 and "psi.health_score" in run.data.metrics
     assert run.data.metrics["realised.observed_rate"] > run.data.metrics["realised.mean_predicted"]
     assert result["mlflow"]["training_run_id"] is None  # trained without tracking: a monitoring run on its own
+
+
+def test_a_model_directory_from_an_earlier_release_is_monitored_against_its_first_scoring(data_dir, tmp_path):
+    """tests/data/model-v0.1.0 predates monitor_reference.json: it loads, and the monitor falls back."""
+    old = load_model(data_dir / "model-v0.1.0" / "model")
+    assert not (old.model_dir_ / REFERENCE_FILE).exists()
+    sample = pd.read_csv(data_dir / "model-v0.1.0" / "sample.csv")
+    hist = History(tmp_path / "H")
+    append_scores(hist, score_with_points(old, sample), old.card, model_identity(old), frame=sample)
+    with pytest.warns(HealthScoreWarning, match=r"has no monitor_reference.json \(trained before monitoring existed\)"):
+        result = monitor(old, hist)
+    assert result["reference"] == "first scoring in the history (2024-01-01)"
+    assert result["drift"]["health_score"]["psi"] == 0.0 and result["drift"]["health_score"]["rows"] == 20

@@ -20,6 +20,8 @@ from ml.pipeline import train
 from ml.report.report import SECTIONS, build_report
 from ml.serving.bundle import load_model
 
+pytestmark = pytest.mark.slow  # trains models: `make test-fast` skips this module
+
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory, default_card_raw):
