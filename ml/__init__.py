@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # the heavier stages load on first use (see __getattr__), so 
     from ml.model.booster import HealthModel
     from ml.model.calibration import ScoreCalibrator
     from ml.model.explain import explain_customer
+    from ml.monitor.alerts import evaluate_alerts, post_alerts
+    from ml.monitor.drift import monitor as monitor_model
+    from ml.monitor.history import History, append_scores, score_with_points
+    from ml.monitor.trends import trend_summary
     from ml.pipeline import DemoResult, TrainResult, demo, tracked_training, train
     from ml.report.figures import reliability_figure, waterfall_figure, weights_figure
     from ml.report.report import HealthReport, build_report, write_report
@@ -34,6 +38,13 @@ _LAZY = {
     "HealthModel": "ml.model.booster",
     "ScoreCalibrator": "ml.model.calibration",
     "explain_customer": "ml.model.explain",
+    "History": "ml.monitor.history",
+    "append_scores": "ml.monitor.history",
+    "score_with_points": "ml.monitor.history",
+    "evaluate_alerts": "ml.monitor.alerts",
+    "post_alerts": "ml.monitor.alerts",
+    "monitor_model": ("ml.monitor.drift", "monitor"),  # `ml.monitor` is the sub-package
+    "trend_summary": "ml.monitor.trends",
     "train": "ml.pipeline",
     "tracked_training": "ml.pipeline",
     "demo": "ml.pipeline",
@@ -53,7 +64,8 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'ml' has no attribute {name!r}")
 
 
@@ -73,6 +85,7 @@ __all__ = [
     "HealthReport",
     "HealthScoreError",
     "HealthScoreWarning",
+    "History",
     "Indicator",
     "ModelError",
     "ScoreCalibrator",
@@ -80,23 +93,29 @@ __all__ = [
     "SyntheticData",
     "TrainResult",
     "WeightedScorecard",
+    "append_scores",
     "assign_bands",
     "build_report",
     "demo",
+    "evaluate_alerts",
     "explain_customer",
     "generate_snapshots",
     "latest_snapshots",
     "load_card",
     "load_model",
+    "monitor_model",
     "parse_card",
     "percentile_rank",
+    "post_alerts",
     "promote",
     "read_table",
     "reliability_figure",
     "save_model",
     "score_table",
+    "score_with_points",
     "tracked_training",
     "train",
+    "trend_summary",
     "waterfall_figure",
     "weights_figure",
     "write_report",
