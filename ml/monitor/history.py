@@ -378,7 +378,7 @@ def append_scores(
             if len(kept):
                 part = pa.concat_tables([kept, part.select(kept.column_names)], promote_options="permissive")
         with atomic_path(target) as tmp:
-            pq.write_table(part, tmp, use_dictionary=text_columns, write_statistics=["customer_id", "scoring_date"])
+            pq.write_table(part, tmp, use_dictionary=text_columns, write_statistics=["scoring_date"])
         written.append(target)
     if duplicated:
         n = sum(k for _, k, _ in duplicated)
