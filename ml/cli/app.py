@@ -499,7 +499,7 @@ def monitor(
     from ml.monitor.drift import monitor as run_monitor
 
     m = _load_model(model)
-    labelled = None if data is None else _nonempty(read_table(data), data)
+    labelled = None if data is None else _nonempty(read_table(data, text=[m.card.id_column]), data)
     result = run_monitor(m, history, labelled=labelled, as_of=as_of)
     if track:
         run_id, parent = log_monitor_run(result, m, model)

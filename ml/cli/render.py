@@ -256,7 +256,7 @@ def print_timeline(customer, timeline) -> None:
     import pandas as pd
     from rich.table import Table
 
-    t = Table(title=f"{customer}: health over time")
+    t = Table(title=f"{esc(customer)}: health over time")
     for col in (
         "date",
         "health",
@@ -272,12 +272,12 @@ def print_timeline(customer, timeline) -> None:
         t.add_row(
             str(pd.Timestamp(r["scoring_date"]).date()),
             f"{r['health_score']:.1f}",
-            str(r["band"]),
+            esc(r["band"]),
             f"{r['churn_probability']:.1%}",
             "-" if pd.isna(r["manual_score"]) else f"{r['manual_score']:.1f}",
-            "" if pd.isna(r["manual_band"]) else str(r["manual_band"]),
-            f"{r['model_id']}" + (f" v{r['model_version']}" if r["model_version"] else ""),
-            r["moved"],
+            "" if pd.isna(r["manual_band"]) else esc(r["manual_band"]),
+            esc(f"{r['model_id']}" + (f" v{r['model_version']}" if r["model_version"] else "")),
+            esc(r["moved"]),
         )
     console().print(t)
 
@@ -291,7 +291,7 @@ def print_alerts(table, out=None, limit: int = 10, show: bool | None = None) -> 
         typer.echo("no alerts fired" + (f" (empty table -> {out})" if out else ""))
         return
     counts = table["alert"].value_counts()
-    per = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    per = ", ".join(f"{k} {v:,}" for k, v in counts.items())  # plain text (typer), not rich markup
     typer.echo(f"{len(table):,} alerts on {table['as_of'].iloc[0]} ({per})" + (f" -> {out}" if out else ""))
     if not (sys.stdout.isatty() if show is None else show):
         return
@@ -302,13 +302,13 @@ def print_alerts(table, out=None, limit: int = 10, show: bool | None = None) -> 
         t.add_column(col)
     for r in table.head(limit).to_dict(orient="records"):
         t.add_row(
-            str(r["customer_id"]),
-            r["alert"],
-            r["detail"],
-            str(r["band"] or ""),
-            r["driver_1"],
-            r["owner"],
-            r["playbook"],
+            esc(r["customer_id"]),
+            esc(r["alert"]),
+            esc(r["detail"]),
+            esc(r["band"] or ""),
+            esc(r["driver_1"]),
+            esc(r["owner"]),
+            esc(r["playbook"]),
         )
     console().print(t)
 
@@ -322,10 +322,10 @@ def print_monitor(result, out=None) -> None:
     con = console()
     con.print(
         f"monitor {result['as_of']}: verdict [bold {colors[result['verdict']]}]{result['verdict']}[/] "
-        f"(reference: {result['reference']}, {result['reference_rows']:,} rows)"
+        f"(reference: {esc(result['reference'])}, {result['reference_rows']:,} rows)"
     )
     for r in result["reasons"]:
-        con.print(f"  - {r}")
+        con.print(f"  - {esc(r)}")
     d = result["drift"]
     t = Table(title="Population stability (PSI: < 0.1 stable, 0.1-0.25 watch, >= 0.25 shifted)")
     for col in ("", "PSI", "status", "customers", "missing", "missing (ref.)", "new categories"):
@@ -333,13 +333,13 @@ def print_monitor(result, out=None) -> None:
     for name, r in [("health score", d["health_score"]), ("manual score", d["manual_score"]), *d["indicators"].items()]:
         new = ", ".join(f"{k} {v:.1%}" for k, v in list(r["new_categories"].items())[:3])
         t.add_row(
-            name,
+            esc(name),
             fmt(r["psi"]),
             r["status"],
             f"{r['rows']:,}",
             fmt(r["missing_share"], pct=True),
             fmt(r["reference_missing_share"], pct=True),
-            new,
+            esc(new),
         )
     con.print(t)
     real = result.get("realised")
