@@ -130,9 +130,6 @@ def number_texts(x: np.ndarray) -> np.ndarray:
     return out
 
 
-format_numbers = _fmt_numbers  # public: the monitor's alert texts format values the same way
-
-
 def _fmt_points(p: np.ndarray) -> np.ndarray:
     r = np.round(np.asarray(p, float), 1)
     r = np.where(r == 0, 0.0, r)  # no "-0.0"

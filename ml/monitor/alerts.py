@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import DataError, warn
-from ml.model.explain import format_numbers
+from ml.model.explain import number_texts
 from ml.monitor.history import POINTS, VALUE, History
 
 ALERT_COLUMNS = (
@@ -257,7 +257,7 @@ def _signed(x: np.ndarray, suffix: str = "") -> np.ndarray:
 
 
 def _values_text(x: np.ndarray) -> np.ndarray:
-    return np.asarray(format_numbers(np.asarray(x, float)), dtype=_STR)
+    return np.asarray(number_texts(np.asarray(x, float)), dtype=_STR)
 
 
 def _days(a: np.ndarray, b: np.ndarray) -> np.ndarray:
