@@ -59,7 +59,14 @@ def card_raw(hostile: bool = False) -> dict:
     raw = yaml.safe_load((REPO / "configs" / "default.yaml").read_text(encoding="utf-8"))
     raw["model"]["n_refits"] = 1
     if hostile:
+        old = raw["bands"][-1]["name"]
         raw["bands"][-1]["name"] = HOSTILE_BAND
+        for rule in raw.get("alerts", []):  # the card's alert rules and actions name the band too
+            if "bands" in rule:
+                rule["bands"] = [HOSTILE_BAND if b == old else b for b in rule["bands"]]
+        for action in raw.get("actions", []):
+            if action["when"].get("band") == old:
+                action["when"]["band"] = HOSTILE_BAND
         for ind in raw["indicators"]:
             ind["label"] = HOSTILE_LABELS.get(ind["name"], ind.get("label", ind["name"]))
     return raw
