@@ -1,12 +1,16 @@
 """The manual health card: a validated YAML file parsed once into typed objects.
 
 The card is data: indicators (column, direction, scoring rule, weight), the missing-data policy and
-the bands. Every check names the field (``indicators[2].scoring.worst``), what it found and the fix;
+the bands. A card with a top-level ``offset`` is a *points card* (the learned card is one): every
+customer starts with ``offset`` points and each indicator adds ``weight x sub-score / 100``, so the
+weights need not total 100; ``missing_score`` on an indicator gives a missing value that sub-score
+(instead of the ``missing`` policy). Every check names the field (``indicators[2].scoring.worst``), what it found and the fix;
 the allowed keys in each error are built from the same constants the checks use.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -45,9 +49,10 @@ CARD_KEYS = (
     "alerts",
     "cooldown_days",
     "actions",
+    "offset",
 )
 REQUIRED_CARD_KEYS = ("id_column", "indicators", "bands")
-INDICATOR_KEYS = ("name", "column", "weight", "direction", "scoring", "label", "missing")
+INDICATOR_KEYS = ("name", "column", "weight", "direction", "scoring", "label", "missing", "missing_score")
 REQUIRED_INDICATOR_KEYS = ("name", "column", "weight", "scoring")
 BAND_KEYS = ("name", "min", "max", "color")
 # keys each scoring method accepts besides `method`
@@ -59,6 +64,7 @@ SCORING_KEYS: dict[str, tuple[str, ...]] = {
     "boolean": ("true_score", "false_score"),
     "categorical": ("map",),
 }
+MODEL_KINDS = ("full", "additive")
 MODEL_KEYS = (
     "extra_features",
     "monotone",
@@ -70,6 +76,7 @@ MODEL_KEYS = (
     "validation_fraction",
     "n_refits",
     "seed",
+    "kind",
 )
 CALIBRATION_KEYS = ("method", "scale", "anchor_score", "pdo")
 # alert rules (see "Alerts" in the README): keys each rule type accepts besides `name` and `type`
@@ -169,6 +176,7 @@ class Indicator:
     scoring: Scoring
     label: str
     missing: str | None = None  # per-indicator override of the card's policy
+    missing_score: float | None = None  # sub-score (0-100) of a missing value; overrides any policy
 
     @property
     def sign(self) -> int:
@@ -186,8 +194,10 @@ class Band:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The card's optional ``model:`` section (the learned-weights model)."""
+    """The card's optional ``model:`` section (the learned-weights model). ``kind``: ``full`` (trees
+    may combine indicators) or ``additive`` (each tree uses one indicator: a learned card)."""
 
+    kind: str = "full"
     extra_features: tuple[str, ...] = ()
     monotone: str = "auto"
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -253,6 +263,7 @@ class Card:
     alerts: tuple[AlertRule, ...] = ()
     cooldown_days: int = DEFAULT_COOLDOWN_DAYS
     actions: tuple[Action, ...] = ()
+    offset: float | None = None  # a points card: points every customer starts with (see parse_card)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- convenience -------------------------------------------------------------------------
@@ -420,6 +431,15 @@ def _parse_indicator(raw: Any, i: int, card_missing: str) -> Indicator:
     missing = raw.get("missing")
     if missing is not None:
         missing = _choice(missing, MISSING_POLICIES, f"{where}.missing")
+    missing_score = raw.get("missing_score")
+    if missing_score is not None:
+        if missing is not None:
+            raise CardError(
+                f"{where}: both `missing: {missing}` and `missing_score: {missing_score}` are set; "
+                "keep one (missing_score gives a missing value that sub-score)."
+            )
+        missing_score = _number(missing_score, f"{where}.missing_score")
+        _check_subscores((missing_score,), f"{where}.missing_score")
     return Indicator(
         name=name,
         column=column,
@@ -428,6 +448,7 @@ def _parse_indicator(raw: Any, i: int, card_missing: str) -> Indicator:
         scoring=scoring,
         label=str(raw.get("label", name)),
         missing=missing,
+        missing_score=missing_score,
     )
 
 
@@ -491,6 +512,8 @@ def _parse_model(raw: Any) -> ModelSpec:
         raise CardError(f"model: expected a mapping, got {raw!r}.")
     _check_keys(raw, MODEL_KEYS, "model")
     kw: dict[str, Any] = {}
+    if "kind" in raw:
+        kw["kind"] = _choice(raw["kind"], MODEL_KINDS, "model.kind")
     if "extra_features" in raw:
         extra = raw["extra_features"] or []
         if not isinstance(extra, list) or not all(isinstance(c, str) for c in extra):
@@ -588,17 +611,17 @@ def parse_card(raw: Any) -> Card:
     if clash:
         raise CardError(f"indicators: column(s) {clash} are also the id or label column; use other columns.")
 
+    offset = raw.get("offset")
+    if offset is not None:
+        offset = _number(offset, "offset")
     total = sum(ind.weight for ind in indicators)
     if total <= 0:
         raise CardError("indicators: weights total 0; give at least one indicator a positive weight.")
     if not math.isclose(total, 100, abs_tol=1e-9):
         if normalize:
-            indicators = [
-                Indicator(
-                    ind.name, ind.column, ind.weight * 100 / total, ind.direction, ind.scoring, ind.label, ind.missing
-                )
-                for ind in indicators
-            ]
+            indicators = [dataclasses.replace(ind, weight=ind.weight * 100 / total) for ind in indicators]
+        elif offset is not None:
+            pass  # a points card: each weight is the points its indicator adds at sub-score 100
         else:
             parts = " + ".join(f"{ind.name} {ind.weight:g}" for ind in indicators)
             raise CardError(
@@ -630,6 +653,7 @@ def parse_card(raw: Any) -> Card:
         alerts=alerts,
         cooldown_days=cooldown,
         actions=actions,
+        offset=offset,
         raw=dict(raw),
     )
 
@@ -826,6 +850,13 @@ def _parse_alerting(
         raise CardError(f"actions: expected a list of {{when, owner, playbook}}, got {actions_raw!r}.")
     actions = tuple(_parse_action(a, i, rule_names, band_names) for i, a in enumerate(actions_raw))
     return rules, cooldown, actions
+
+
+def card_with_model_kind(card: Card, kind: str) -> Card:
+    """The card with ``model.kind`` set (e.g. the kind ``train --kind both`` kept), re-validated."""
+    raw = dict(card.raw)
+    raw["model"] = {**(raw.get("model") or {}), "kind": kind}
+    return parse_card(raw)
 
 
 def load_card(path: str | Path) -> Card:

@@ -18,8 +18,10 @@ from ml.card import Card
 from ml.data.generate import generate_snapshots
 from ml.data.io import latest_snapshots, write_table
 from ml.errors import quiet
+from ml.model.additive import LEARNED_CARD, learned_card_reason, learned_card_yaml
 from ml.model.booster import HealthModel
-from ml.model.evaluate import evaluate
+from ml.model.evaluate import evaluate, side_by_side
+from ml.model.kinds import fit_kind
 from ml.model.weights import propose_weights
 from ml.monitor.drift import REFERENCE_FILE, reference_profile
 from ml.scorecard import score_table
@@ -48,21 +50,41 @@ def train(
     frame: pd.DataFrame,
     model_dir: str | Path | None = None,
     *,
+    kind: str | None = None,
     n_refits: int | None = None,
     progress: Callable[..., None] = _noop,
     plots: bool = True,
     mlflow_files: bool = True,
 ) -> TrainResult:
-    """Fit, propose weights, evaluate and (if ``model_dir``) write the model directory."""
+    """Fit (``kind``: full, additive or both; default the card's ``model.kind``), propose weights,
+    evaluate and (if ``model_dir``) write the model directory, with ``cards/learned.yaml`` when the
+    kept model is additive and its health score is linear in the margin."""
     frame = frame.reset_index(drop=True)
-    progress("fitting the churn model")
-    model = HealthModel(card)
-    X, y = model.fit_arrays(frame)
+    model, X, y, comparison = fit_kind(card, frame, kind, progress)
     with quiet():  # the data was checked (and warned about) by fit; slices would repeat it
         progress("proposing weights")
         weights = propose_weights(model, frame, y, X, n_refits=n_refits, progress=progress)
         progress("evaluating on held-out rows")
         metrics = evaluate(model, frame, y, weights)
+        if comparison is not None:
+            other = comparison.pop("other")
+            ranking, calibration = side_by_side(other, frame, y)
+            kept_kind, other_kind = comparison["kept"], other.kind_
+            metrics["ranking"][f"model_{kept_kind}"] = metrics["ranking"]["model"]
+            metrics["ranking"][f"model_{other_kind}"] = ranking
+            metrics["calibration"][f"model_{kept_kind}"] = metrics["calibration"]["model"]
+            metrics["calibration"][f"model_{other_kind}"] = calibration
+            metrics["model_kind"] = comparison
+        else:
+            metrics["model_kind"] = {"requested": "full", "kept": "full", "reason": "model.kind: full"}
+    learned_text = None
+    if model.kind_ == "additive":
+        reason = learned_card_reason(model)
+        if reason is None:
+            learned_text = learned_card_yaml(model)
+            metrics["learned_card"] = {"written": True, "path": LEARNED_CARD}
+        else:
+            metrics["learned_card"] = {"written": False, "reason": reason}
     result = TrainResult(model, weights, metrics)
     if model_dir is not None:
         progress("writing the model directory")
@@ -77,6 +99,8 @@ def train(
             "audit.json": [c.to_dict() for c in model.audit_],
         }
         extra[REFERENCE_FILE] = monitor_reference(model, frame, X, y)
+        if learned_text is not None:
+            extra[LEARNED_CARD] = learned_text
         hook = None
         if plots:
             from ml.report.figures import write_model_plots
@@ -115,6 +139,7 @@ def tracked_training(
     config_path: str | Path | None = None,
     data_path: str | Path | None = None,
     experiment: str | None = None,
+    kind: str | None = None,
     n_refits: int | None = None,
     progress: Callable[..., None] = _noop,
     register: bool = True,
@@ -126,7 +151,7 @@ def tracked_training(
     mlflow.set_experiment(experiment or card.experiment or DEFAULT_EXPERIMENT)
     with mlflow.start_run(run_name=f"train {card.name}") as run:
         mlflow.set_tags({"healthscore.card": card.name, "healthscore.model_dir": str(Path(model_dir).resolve())})
-        result = train(card, frame, model_dir, n_refits=n_refits, progress=progress)
+        result = train(card, frame, model_dir, kind=kind, n_refits=n_refits, progress=progress)
         progress("logging to MLflow")
         mlflow.log_params(run_params(card, frame, result, config_path, data_path))
         mlflow.log_metrics(run_metrics(result.metrics))

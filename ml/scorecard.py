@@ -257,16 +257,27 @@ class WeightedScorecard:
         S = self._subscore_matrix(X) if S is None else S
         w = np.array([ind.weight for ind in self.card.indicators])
         present = ~np.isnan(S)
-        policies = [ind.missing or self.card.missing for ind in self.card.indicators]
-        fill = np.array([NEUTRAL_SUBSCORE if p == "neutral" else 0.0 for p in policies])
-        renorm = np.array([p == "renormalize" for p in policies])
+        inds = self.card.indicators
+        policies = [ind.missing or self.card.missing for ind in inds]
+        fill = np.array(
+            [
+                ind.missing_score if ind.missing_score is not None else NEUTRAL_SUBSCORE if p == "neutral" else 0.0
+                for ind, p in zip(inds, policies, strict=True)
+            ]
+        )
+        renorm = np.array(
+            [p == "renormalize" and ind.missing_score is None for ind, p in zip(inds, policies, strict=True)]
+        )
         filled = np.where(present, S, fill)
         w_eff = w * (present | ~renorm)
         denom = w_eff.sum(axis=1, keepdims=True)
+        offset = self.card.offset
+        if offset is not None:  # a points card: a weight is the points at sub-score 100 (they need not total 100)
+            denom = denom * 100.0 / w.sum()
         with np.errstate(invalid="ignore", divide="ignore"):
             points = np.where(denom > 0, filled * w_eff / denom, np.nan)
         # rescaled weights (renormalize, normalize: true) can sum a perfect row to 100.00000000000003
-        score = np.clip(points.sum(axis=1), 0.0, 100.0)
+        score = np.clip(points.sum(axis=1) + (offset or 0.0), 0.0, 100.0)
         score[denom[:, 0] == 0] = np.nan
         coverage = (present * w).sum(axis=1) / w.sum() * 100.0
         return score, points, coverage

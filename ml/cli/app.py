@@ -238,6 +238,14 @@ def train(
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the model.")
     ] = True,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            help="full, additive (one indicator per tree: a learned card) or both (keep the better by held-out "
+            "AUC, the additive one when within 0.005). Default: the card's model.kind (full).",
+        ),
+    ] = None,
 ) -> None:
     """Train the churn model, propose weights, evaluate against the manual card, write the model directory."""
     from ml.card import load_card
@@ -257,14 +265,16 @@ def train(
                 config_path=config,
                 data_path=data,
                 experiment=experiment,
+                kind=kind,
                 n_refits=refits,
                 progress=step,
             )
         else:
-            result = train_model(card, frame, model_dir, n_refits=refits, progress=step)
+            result = train_model(card, frame, model_dir, kind=kind, n_refits=refits, progress=step)
     typer.echo(f"model written to {model_dir}")
     render.print_weights(result.weights)
     render.print_metrics(result.metrics, card)
+    render.print_learned_card(result.metrics, model_dir)
     if result.run_id:
         typer.echo(f"MLflow run {result.run_id}; registered {card.name} version {result.version} as @challenger")
 
@@ -282,7 +292,9 @@ def compare(model: ModelOpt) -> None:
     render.print_weights(
         pd.read_csv(d / "weights.csv", keep_default_na=False, dtype={"flag": str, "direction_check": str})
     )
-    render.print_metrics(json.loads((d / "metrics.json").read_text()), m.card)
+    metrics = json.loads((d / "metrics.json").read_text())
+    render.print_metrics(metrics, m.card)
+    render.print_learned_card(metrics, d)
     contradicted = [c for c in m.audit_ if c.verdict == "contradicted"]
     for c in contradicted:
         typer.echo(f"direction check: {c.indicator}: {c.evidence}")

@@ -4,6 +4,7 @@ and the progress line. The commands in :mod:`ml.cli.app` call these; nothing her
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def esc(value) -> str:
@@ -134,6 +135,8 @@ def print_metrics(metrics, card) -> None:
         "card_gain": "card, gain weights",
         "card_linear": "card, linear weights",
         "model": "model",
+        "model_full": "model (full)",
+        "model_additive": "model (additive)",
     }
     for key, m in metrics["ranking"].items():
         t.add_row(
@@ -150,7 +153,10 @@ def print_metrics(metrics, card) -> None:
         c = Table(title=esc(f"Calibration on held-out rows ({cal['method']}, {cal['scale']} scale)"))
         for col in ("scorer", "ECE", "Brier", "slope", "intercept", *[f"{b}: pred / obs" for b in bands]):
             c.add_column(esc(col), justify="left" if col == "scorer" else "right")
-        for key, label in (("model", "model"), ("manual", "manual card")):
+        rows = [("model", "model"), ("model_full", "model (full)"), ("model_additive", "model (additive)")]
+        for key, label in [*rows, ("manual", "manual card")]:
+            if key not in cal:
+                continue
             m = cal[key]
             per = [
                 f"{fmt(m['by_band'][b]['predicted'], True)} / {fmt(m['by_band'][b]['observed'], True)}" for b in bands
@@ -164,6 +170,19 @@ def print_metrics(metrics, card) -> None:
                 *per,
             )
         console().print(c)
+
+
+def print_learned_card(metrics, model_dir) -> None:
+    """One line each: which model kind was kept and why, and whether a learned card was written."""
+    kind = metrics.get("model_kind")
+    if kind and kind.get("requested") != "full":
+        console().print(f"model kind: kept {kind['kept']} ({kind['reason']})")
+    learned = metrics.get("learned_card")
+    if learned:
+        if learned["written"]:
+            console().print(f"learned card: {Path(model_dir) / learned['path']} (run it with healthscore score)")
+        else:
+            console().print(f"learned card: not written; {learned['reason']}")
 
 
 def print_explanation(r, card) -> None:

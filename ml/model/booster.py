@@ -177,6 +177,10 @@ class HealthModel:
                 )
 
         params = {**self.params(), "monotone_constraints": constraints}
+        self.kind_ = card.model.kind
+        if self.kind_ == "additive":  # each feature its own group: every tree splits on one feature
+            params["interaction_constraints"] = [[i] for i in range(len(schema.features))]
+        self.additive_tables_ = None  # compiled on first use (ml.model.additive)
         self.booster_ = train_booster(X, y, splits.train, splits.valid, params, card.model)
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         self.schema_ = schema

@@ -145,3 +145,24 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
         "calibration": calibration,
         "model": {"best_iteration": model.best_iteration_, "features": model.schema_.names},
     }
+
+
+def heldout_auc(model: HealthModel, frame: pd.DataFrame, y: np.ndarray) -> float | None:
+    """The model's ROC-AUC on its held-out rows."""
+    hold = model.splits_.holdout
+    pred = model.predict(frame.iloc[hold], drivers=0, strict=False)
+    yh = y[hold]
+    if not 0 < yh.sum() < len(yh):
+        return None
+    return float(roc_auc_score(yh, -pred["health_score"].to_numpy()))
+
+
+def side_by_side(other: HealthModel, frame: pd.DataFrame, y: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Held-out ranking and calibration metrics of a second model trained on the same splits."""
+    hold = other.splits_.holdout
+    yh = y[hold]
+    order = [b.name for b in other.card.bands]
+    pred = other.predict(frame.iloc[hold], drivers=0, strict=False)
+    ranking = ranking_metrics(pred["health_score"].to_numpy(), pred["band"], yh, order)
+    calibration = calibration_metrics(pred["churn_probability"].to_numpy(), yh, pred["band"], order)
+    return ranking, calibration

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ml._lgb import predict_kw
 from ml.errors import DataError
+from ml.model.additive import additive_tables, is_additive
 from ml.model.features import CATEGORICAL
 from ml.scorecard import NUMERIC_LIMIT
 
@@ -54,12 +55,27 @@ def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None) -> C
 
     The score they add up to is computed from LightGBM's own margin (``margin``, if the caller has it
     already), exactly as ``HealthModel.predict`` computes it: the TreeSHAP sum can differ from that
-    margin in the last bits, so it only sets each customer's slope."""
-    raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
-    phi, bias = raw[:, :-1], raw[:, -1]
-    if margin is None:
-        margin = model.booster_.predict(X, raw_score=True, **predict_kw())
-    b = float(bias[0])  # the model's expected margin: the same on every row
+    margin in the last bits, so it only sets each customer's slope.
+
+    For an additive model (``model.kind: additive``) the log-odds contributions come from the
+    compiled step tables (:mod:`ml.model.additive`: one ``searchsorted`` per feature, equal to
+    ``pred_contrib``) and, when no ``margin`` is given, so does the margin (equal to LightGBM's to
+    float rounding): no tree is walked."""
+    if is_additive(model):
+        phi, b, table_margin = additive_tables(model).log_odds(X)
+        if margin is None:
+            margin = table_margin
+    else:
+        raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
+        phi, b = raw[:, :-1], float(raw[0, -1]) if len(raw) else 0.0  # the model's expected margin
+        if margin is None:
+            margin = model.booster_.predict(X, raw_score=True, **predict_kw())
+    return log_odds_to_points(model, X.index, phi, b, margin)
+
+
+def log_odds_to_points(model, index, phi: np.ndarray, b: float, margin: np.ndarray) -> Contributions:
+    """Log-odds contributions ``phi`` (rows x features) around the base margin ``b`` -> health points,
+    each row by its secant slope, so that base_score + sum(points) = H(margin)."""
     health = _health_of_margin(model, margin)
     base = float(_health_of_margin(model, np.array([b]))[0])
     delta = phi.sum(axis=1)  # = TreeSHAP margin - b
@@ -73,7 +89,7 @@ def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None) -> C
         slope = np.where(small, deriv, slope)
     points = phi * slope[:, None]
     return Contributions(
-        points=pd.DataFrame(points, index=X.index, columns=model.schema_.names),
+        points=pd.DataFrame(points, index=index, columns=model.schema_.names, copy=False),
         base_score=base,
         score=health,
         margin=margin,
@@ -87,12 +103,13 @@ def card_contributions(scorecard, frame: pd.DataFrame, base_subscores: np.ndarra
     w = np.array([ind.weight for ind in card.indicators])
     base_points = w * np.asarray(base_subscores, float) / 100.0
     pts = scorecard.transform(frame).to_numpy()
-    score = pts.sum(axis=1)
+    offset = card.offset or 0.0  # a points card's starting points belong to the base
+    score = pts.sum(axis=1) + offset
     score[np.isnan(pts).all(axis=1)] = np.nan
     contrib = pts - base_points
     return Contributions(
         points=pd.DataFrame(contrib, index=frame.index, columns=card.names),
-        base_score=float(base_points.sum()),
+        base_score=float(base_points.sum()) + offset,
         score=score,
     )
 
@@ -138,15 +155,38 @@ def _fmt_points(p: np.ndarray) -> np.ndarray:
     return np.strings.add(np.strings.add(sign, body), " points")
 
 
-def _value_text(model, col: pd.Series, j: int) -> np.ndarray:
+def _value_codes(model, col: pd.Series, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """(texts, codes): the value text of each row is ``texts[codes]``; each distinct value is
+    formatted once (a million rows hold far fewer distinct values)."""
     f = model.schema_.features[j]
     if f.kind == CATEGORICAL:
-        vals = col.astype(object).to_numpy()
-        return np.where(pd.isna(vals), "missing", vals.astype(str)).astype(_STR)
+        cats = np.asarray(col.cat.categories.astype(str), dtype=object)
+        codes = col.cat.codes.to_numpy().astype(np.int64)
+        return np.append(cats, "missing").astype(_STR), np.where(codes < 0, len(cats), codes)
+    x = col.to_numpy(dtype=float)
     if f.boolean:
-        x = col.to_numpy(dtype=float)
-        return np.where(np.isnan(x), "missing", np.where(x == 1, "yes", "no")).astype(_STR)
-    return number_texts(col.to_numpy(dtype=float))
+        return np.array(["no", "yes", "missing"], dtype=_STR), np.where(np.isnan(x), 2, np.where(x == 1, 1, 0))
+    distinct, codes = np.unique(x, return_inverse=True)
+    return number_texts(distinct), codes.reshape(-1)
+
+
+def _top_negative(pts: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k smallest values, smallest first, ties to the first column (the
+    first k of a stable argsort, NaN last). Column-wise passes (a row minimum, then the first column
+    holding it), k times: far cheaper than sorting a million short rows. Returns (indices, values)."""
+    n, p = pts.shape
+    work = np.asfortranarray(np.fmin(pts, np.inf))  # a copy, NaN read as +inf; columns contiguous
+    rows = np.arange(n)
+    out = np.empty((n, k), dtype=np.int64)
+    values = np.empty((n, k))
+    for r in range(k):
+        low = work.min(axis=1)
+        first = np.full(n, p - 1, dtype=np.int64)
+        for j in range(p - 2, -1, -1):
+            first[work[:, j] == low] = j
+        out[:, r], values[:, r] = first, low
+        work[rows, first] = np.inf
+    return out, values
 
 
 def _reference_text(model, j: int, name: str) -> str:
@@ -173,26 +213,33 @@ def driver_text(model, X: pd.DataFrame, contrib: Contributions, k: int = 3) -> l
     pts = contrib.points.to_numpy()
     n, p = pts.shape
     k_eff = min(k, p)
-    order = np.argsort(pts, axis=1, kind="stable")[:, :k_eff]
+    order, smallest = _top_negative(pts, k_eff)
     labels = feature_labels(model)
     names = model.schema_.names
-    rows = np.arange(n)
     out = []
     for r in range(k):
+        text = np.full(n, "", dtype=object)
         if r >= k_eff:
-            out.append(np.full(n, "", dtype=object))
+            out.append(text)
             continue
-        idx = order[:, r]
-        val = pts[rows, idx]
-        lowers = val < -0.05
-        text = np.full(n, "", dtype=_STR)
-        for j in np.unique(idx[lowers]):
-            m = lowers & (idx == j)
+        idx, val = order[:, r], smallest[:, r]
+        lowers = np.flatnonzero(val < -0.05)
+        by_feature = lowers[np.argsort(idx[lowers].astype(np.int16), kind="stable")]  # rows grouped by feature
+        starts = np.flatnonzero(np.diff(idx[by_feature], prepend=-1))
+        for m in np.split(by_feature, starts[1:]) if len(by_feature) else []:
+            j = int(idx[m[0]])
             name = names[j]
-            body = np.strings.add(f"{labels[j]} ", _value_text(model, X[name].iloc[np.flatnonzero(m)], j))
+            # each distinct (value, rounded points) pair is written once, then indexed
+            vtexts, vcodes = _value_codes(model, X[name].iloc[m], j)
+            tenths = np.rint(val[m] * 10).astype(np.int64)  # the points text shows round(points, 1)
+            lo = tenths.min()
+            span = int(tenths.max() - lo) + 1
+            pairs, pair_codes = np.unique(vcodes * span + (tenths - lo), return_inverse=True)
+            body = np.strings.add(f"{labels[j]} ", vtexts[pairs // span])
             body = np.strings.add(body, f"{_reference_text(model, j, name)}: ")
-            text[m] = np.strings.add(body, _fmt_points(val[m]))
-        out.append(text.astype(object))
+            body = np.strings.add(body, _fmt_points((pairs % span + lo) / 10.0))
+            text[m] = body.astype(object)[pair_codes.reshape(-1)]
+        out.append(text)
     return out
 
 
@@ -217,7 +264,7 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str, *, unseen: st
         rows = rows.iloc[[int(np.argmax(d.fillna(pd.Timestamp.min).to_numpy()))]]
     row = rows.iloc[[-1]]
     X = model.schema_.matrix(row, unseen=unseen)
-    contrib = contributions(model, X)
+    contrib = contributions(model, X, model.booster_.predict(X, raw_score=True, **predict_kw()))
     shown = model.scores(row, contrib.margin).iloc[0]  # the numbers `predict` gives this customer
     labels = feature_labels(model)
 

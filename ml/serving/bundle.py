@@ -81,6 +81,7 @@ def model_state(model) -> dict[str, Any]:
     sc_state = model.scorecard_.state()
     return {
         "format_version": FORMAT_VERSION,
+        "kind": getattr(model, "kind_", "full"),
         "card": dict(model.card.raw),
         "schema": model.schema_.to_dict(),
         "params": {k: v for k, v in model.params_.items()},
@@ -220,6 +221,7 @@ def load_model(model_dir: str | os.PathLike):
         card = parse_card(state["card"])
         model = HealthModel(card)
         model.booster_ = lgb.Booster(model_file=str(model_dir / "model.txt"))
+        model.kind_ = state.get("kind", card.model.kind)  # model directories before the additive kind: full
         model.schema_ = FeatureSchema.from_dict(state["schema"])
         model.params_ = state["params"]
         model.best_iteration_ = state["best_iteration"]
