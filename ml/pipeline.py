@@ -78,6 +78,11 @@ def train(
         else:
             metrics["model_kind"] = {"requested": "full", "kept": "full", "reason": "model.kind: full"}
     learned_text = None
+    if model.kind_ == "full" and comparison is not None:
+        metrics["learned_card"] = {
+            "written": False,
+            "reason": "the full model was kept (see model_kind); train with --kind additive for a learned card",
+        }
     if model.kind_ == "additive":
         reason = learned_card_reason(model)
         if reason is None:

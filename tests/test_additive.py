@@ -263,3 +263,99 @@ def test_card_extension_errors(card_dict, change, match):
         raw.update(change)
     with pytest.raises(CardError, match=match):
         parse_card(raw)
+
+
+# ---- train --kind and the learned card through the command line ----------------------------------------
+@pytest.fixture(scope="module")
+def trained_additive(tmp_path_factory, generated, default_card_raw):
+    """`healthscore train --kind additive` on the odds scale with sigmoid calibration (no MLflow)."""
+    from typer.testing import CliRunner
+
+    from ml.cli.app import app
+
+    tmp = tmp_path_factory.mktemp("additive")
+    raw = default_card_raw()
+    raw["calibration"] = {"method": "sigmoid", "scale": "odds"}
+    raw["model"]["n_refits"] = 0
+    (tmp / "card.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    generated.frame.to_csv(tmp / "snap.csv", index=False)
+    args = ["train", "-c", tmp / "card.yaml", "-d", tmp / "snap.csv", "-M", tmp / "M", "--no-track"]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--kind", "additive"]])
+    assert result.exit_code == 0, result.output
+    return tmp, result
+
+
+def test_train_kind_additive_writes_the_learned_card(trained_additive):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ml.cli.app import app
+    from ml.serving.bundle import load_model
+
+    tmp, result = trained_additive
+    M = tmp / "M"
+    assert (M / "cards" / "learned.yaml").exists()
+    assert "learned card: " in result.stdout and "cards/learned.yaml" in result.stdout
+    metrics = json.loads((M / "metrics.json").read_text())
+    assert metrics["model_kind"]["kept"] == "additive" and metrics["learned_card"]["written"]
+    # the full model is measured beside it, on the same held-out rows
+    assert set(metrics["ranking"]) >= {"manual", "model", "model_full", "model_additive"}
+    assert metrics["ranking"]["model_additive"] == metrics["ranking"]["model"]
+    assert metrics["ranking"]["model_full"]["rows"] == metrics["ranking"]["model"]["rows"]
+    # the learned card runs as it is and gives every unclipped customer the model's health score
+    out = tmp / "learned_scores.csv"
+    scored = CliRunner().invoke(
+        app, ["score", "--config", str(M / "cards" / "learned.yaml"), "--data", str(tmp / "snap.csv"), "-o", str(out)]
+    )
+    assert scored.exit_code == 0, scored.output
+    model = load_model(M)
+    assert model.kind_ == "additive"
+    frame = pd.read_csv(tmp / "snap.csv")
+    health = model.predict(frame, drivers=0)["health_score"].to_numpy()
+    card_health = pd.read_csv(out)["health_score"].to_numpy()
+    inside = (health > 0) & (health < 100)
+    assert inside.sum() > 0.9 * len(health)
+    np.testing.assert_allclose(card_health[inside], health[inside], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(card_health[health <= 0], 0.0)
+    # `compare` shows both models and the learned card
+    shown = CliRunner().invoke(app, ["compare", "--model", str(M)])
+    assert shown.exit_code == 0, shown.output
+    assert "model (full)" in shown.stdout and "model (kept: additive)" in shown.stdout
+    assert "learned card:" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "aucs, kept",
+    [
+        ({"full": 0.80, "additive": 0.797}, "additive"),  # within the tolerance
+        ({"full": 0.80, "additive": 0.81}, "additive"),
+        ({"full": 0.80, "additive": 0.79}, "full"),
+        ({"full": None, "additive": 0.79}, "full"),
+    ],
+)
+def test_choose_kind(aucs, kept):
+    from ml.model.kinds import choose_kind
+
+    assert choose_kind(aucs)[0] == kept
+
+
+def test_train_kind_probability_scale_says_why_no_card(generated, default_card_raw):
+    from ml.pipeline import train
+
+    raw = default_card_raw()
+    raw["model"]["n_refits"] = 0
+    with pytest.warns():
+        result = train(parse_card(raw), generated.frame, None, kind="both")
+    kind = result.metrics["model_kind"]
+    assert kind["requested"] == "both" and kind["kept"] in ("full", "additive")
+    assert set(kind["heldout_auc"]) == {"full", "additive"}
+    assert result.model.kind_ == kind["kept"] and result.model.card.model.kind == kind["kept"]
+    assert result.metrics["learned_card"]["written"] is False
+
+
+def test_train_rejects_unknown_kind(generated, default_card_raw):
+    from ml.pipeline import train
+
+    with pytest.raises(CardError, match=r"--kind: got 'tree'; use one of: full, additive, both"):
+        train(parse_card(default_card_raw()), generated.frame, None, kind="tree")

@@ -105,7 +105,10 @@ def print_weights(weights) -> None:
 def interval(lo, hi) -> str:
     import math
 
-    return "-" if lo is None or hi is None or math.isnan(lo) or math.isnan(hi) else f"{lo:.0f}-{hi:.0f}"
+    if lo in (None, "") or hi in (None, ""):  # `compare` reads weights.csv without NA parsing: no refits -> ""
+        return "-"
+    lo, hi = float(lo), float(hi)
+    return "-" if math.isnan(lo) or math.isnan(hi) else f"{lo:.0f}-{hi:.0f}"
 
 
 def fmt(v, pct=False):
@@ -138,7 +141,12 @@ def print_metrics(metrics, card) -> None:
         "model_full": "model (full)",
         "model_additive": "model (additive)",
     }
+    kept = (metrics.get("model_kind") or {}).get("kept")
+    if kept and f"model_{kept}" in metrics["ranking"]:
+        names["model"] = f"model (kept: {kept})"
     for key, m in metrics["ranking"].items():
+        if kept and key == f"model_{kept}":
+            continue  # the same numbers as the `model` row
         t.add_row(
             esc(names.get(key, key)),
             fmt(m["roc_auc"]),
@@ -153,9 +161,9 @@ def print_metrics(metrics, card) -> None:
         c = Table(title=esc(f"Calibration on held-out rows ({cal['method']}, {cal['scale']} scale)"))
         for col in ("scorer", "ECE", "Brier", "slope", "intercept", *[f"{b}: pred / obs" for b in bands]):
             c.add_column(esc(col), justify="left" if col == "scorer" else "right")
-        rows = [("model", "model"), ("model_full", "model (full)"), ("model_additive", "model (additive)")]
+        rows = [("model", names["model"]), ("model_full", "model (full)"), ("model_additive", "model (additive)")]
         for key, label in [*rows, ("manual", "manual card")]:
-            if key not in cal:
+            if key not in cal or (kept and key == f"model_{kept}"):
                 continue
             m = cal[key]
             per = [
