@@ -359,3 +359,28 @@ def test_train_rejects_unknown_kind(generated, default_card_raw):
 
     with pytest.raises(CardError, match=r"--kind: got 'tree'; use one of: full, additive, both"):
         train(parse_card(default_card_raw()), generated.frame, None, kind="tree")
+
+
+def test_shape_plots_in_model_directory_and_report(trained_additive):
+    from ml.model.additive import shape_curves
+    from ml.report.report import build_report
+    from ml.serving.bundle import load_model
+
+    tmp, _ = trained_additive
+    model = load_model(tmp / "M")
+    frame = pd.read_csv(tmp / "snap.csv")
+    for name in model.schema_.names:
+        assert (tmp / "M" / "plots" / f"shape_{name}.png").stat().st_size > 1000
+    curves = {c.name: c for c in shape_curves(model, frame)}
+    csat = curves["csat"]
+    # the curve is the model's own: at each step, the points of a customer with that value
+    tables = {t.name: t for t in additive_tables(model).features}
+    assert len(csat.points) == len(csat.x) + 1 and np.all(np.diff(csat.points) >= 0)  # monotone: higher is better
+    assert csat.manual_rule == "your card gives CSAT 20 points spread linearly from 1 to 5"
+    assert csat.text.startswith("CSAT up to ") and "points" in csat.text
+    assert tables["csat"].n_trees > 0
+    assert curves["plan"].kind == "categorical" and curves["onboarding_completed"].kind == "boolean"
+    html = build_report(model, frame).to_html()
+    assert '<section id="learned">' in html and "<h2>Learned card</h2>" in html
+    assert html.count('id="svg-shape-') >= len(model.schema_.names)
+    assert "cards/learned.yaml" in html

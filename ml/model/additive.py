@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.errors import ModelError
+from ml.errors import ModelError, quiet
 
 # LightGBM's kZeroThreshold (the float 1e-35f): its predictor reads any |x| <= it as exactly 0.0
 ZERO_THRESHOLD = float(np.float32(1e-35))
@@ -403,3 +403,129 @@ def learned_card_yaml(model) -> str:
         "# Run it as any card: healthscore score --config cards/learned.yaml --data ... --out ...\n"
     )
     return header + body
+
+
+# ---- shape curves ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShapeCurve:
+    """One indicator's learned points curve (health points relative to the average customer, i.e. its
+    TreeSHAP contribution at the base score's slope) beside the manual card's points for the same values.
+
+    Numeric: ``x`` holds the step edges (the split thresholds within the data's range) and ``points``
+    the level of each step (len(x) + 1); boolean / categorical: ``x`` holds the category names."""
+
+    name: str
+    label: str
+    kind: str  # numeric | boolean | categorical
+    x: list
+    points: np.ndarray
+    missing_points: float
+    values: np.ndarray  # the data's values (numeric) or category codes, for the distribution below
+    manual_x: np.ndarray | None = None
+    manual_points: np.ndarray | None = None
+    manual_rule: str = ""
+    text: str = ""
+
+
+def _manual_rule(ind) -> str:
+    sc = ind.scoring
+    w = f"{ind.weight:g} points"
+    if sc.method == "linear":
+        return f"your card gives {ind.label} {w} spread linearly from {sc.worst:g} to {sc.best:g}"
+    if sc.method == "thresholds":
+        return f"your card gives {ind.label} {w} in steps at {', '.join(f'{c:g}' for c in sc.cuts)}"
+    if sc.method == "percentile":
+        return f"your card gives {ind.label} {w} by percentile rank in the portfolio"
+    if sc.method == "boolean":
+        return f"your card gives {ind.label} {w}: {sc.true_score:g} sub-score if yes, {sc.false_score:g} if no"
+    if sc.method == "categorical":
+        return f"your card gives {ind.label} {w} by category"
+    return f"your card gives {ind.label} {w} (its value as the sub-score)"
+
+
+def _fmt(v: float) -> str:
+    return "0" if abs(v) <= ZERO_THRESHOLD else f"{v:.3g}"  # LightGBM splits 0 vs more at +-1e-35
+
+
+def _step_text(label: str, edges: list, i: int) -> str:
+    """Where step i of a curve with these edges lies: 'CSAT up to 3.15', 'CSAT 3.15 to 3.95' ..."""
+    if i == 0:
+        return f"{label} up to {_fmt(edges[0])}"
+    if i == len(edges):
+        return f"{label} above {_fmt(edges[-1])}"
+    return f"{label} {_fmt(edges[i - 1])} to {_fmt(edges[i])}"
+
+
+def shape_curves(model, frame: pd.DataFrame) -> list[ShapeCurve]:
+    """The learned points curve of every feature of an additive model, with the manual card's rule
+    for card indicators, for plots (``frame``: rows whose values form the distribution shown)."""
+    from ml.model.features import CATEGORICAL
+    from ml.scorecard import subscore
+
+    tables = additive_tables(model)
+    slope = health_slope(model)
+    X = model.schema_.matrix(frame, strict=False)
+    card = model.card
+    base = dict(zip(card.names, np.asarray(model.manual_base_subscores_, float), strict=True))
+    out = []
+    for f, t in zip(model.schema_.features, tables.features, strict=True):
+        ind = next((i for i in card.indicators if i.name == f.name), None)
+        label = ind.label if ind is not None else f.name
+        missing = slope * (t.missing - t.expected)
+        manual_x = manual_points = None
+        if f.kind == CATEGORICAL:
+            kind, x = "categorical", list(f.categories)
+            points = slope * (t.values[: len(x)] - t.expected)
+            values = X[f.name].cat.codes.to_numpy()
+            grid = pd.Series(x, dtype=object)
+        elif f.boolean:
+            kind, x = "boolean", ["no", "yes"]
+            points = slope * (t.lookup(np.array([0.0, 1.0])) - t.expected)
+            values = X[f.name].to_numpy(dtype=float)
+            grid = pd.Series([False, True])
+        else:
+            kind = "numeric"
+            values = X[f.name].to_numpy(dtype=float)
+            seen = values[~np.isnan(values)]
+            lo, hi = np.quantile(seen, [0.005, 0.995]) if len(seen) else (0.0, 1.0)
+            inside = t.thresholds[(t.thresholds >= lo) & (t.thresholds <= hi)]
+            x = inside.tolist()
+            reps = np.append(inside, np.nextafter(inside[-1], np.inf)) if len(inside) else np.array([(lo + hi) / 2])
+            reps[0] = lo if len(inside) else reps[0]  # no threshold between lo and the first edge
+            points = slope * (t.lookup(reps) - t.expected)
+            grid = pd.Series(np.linspace(lo, hi, 200) if hi > lo else np.array([lo]))
+        if ind is not None:
+            with quiet():
+                sub = subscore(grid, ind, getattr(model.scorecard_, "reference_", {}).get(ind.name))
+            manual_x = grid.to_numpy()
+            manual_points = ind.weight * (sub - base[ind.name]) / 100.0
+        worst, best = int(np.argmin(points)), int(np.argmax(points))
+        if t.n_trees == 0:
+            text = f"the model does not use {label}"
+        elif kind == "numeric" and len(x):
+            text = (
+                f"{_step_text(label, x, worst)}: {points[worst]:+.1f} points; "
+                f"{_step_text(label, x, best)}: {points[best]:+.1f} points"
+            )
+        elif kind != "numeric":
+            text = f"{label} {x[worst]}: {points[worst]:+.1f} points; {label} {x[best]}: {points[best]:+.1f} points"
+        else:
+            text = f"{label}: {points[0]:+.1f} points across the data's range"
+        if t.n_trees:
+            text += f"; missing: {(round(missing, 1) or 0.0):+.1f} points (all relative to the average customer)"
+        out.append(
+            ShapeCurve(
+                name=f.name,
+                label=label,
+                kind=kind,
+                x=x,
+                points=np.asarray(points, float),
+                missing_points=float(missing),
+                values=values,
+                manual_x=manual_x,
+                manual_points=manual_points,
+                manual_rule=_manual_rule(ind) if ind is not None else "not on your card",
+                text=text,
+            )
+        )
+    return out

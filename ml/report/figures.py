@@ -132,6 +132,43 @@ def dependence_figure(points: pd.Series, values: pd.Series, label: str):
     return fig
 
 
+def shape_figure(curve):
+    """An additive model's learned points curve for one indicator (a step line, or bars for booleans and
+    categories) beside the manual card's points for the same values, with the data's distribution below."""
+    plt = pyplot()
+    fig, (ax, dist) = plt.subplots(2, 1, figsize=(5.0, 3.6), sharex=curve.kind == "numeric")
+    fig.subplots_adjust(hspace=0.08)
+    label = mpl_text(curve.label)
+    if curve.kind == "numeric":
+        vals = curve.values[~np.isnan(curve.values)]
+        lo, hi = np.quantile(vals, [0.005, 0.995]) if len(vals) else (0.0, 1.0)
+        edges = np.concatenate([[lo], curve.x, [hi]])
+        ax.step(edges, np.append(curve.points, curve.points[-1]), where="post", color=_MODEL_BLUE, label="learned")
+        if curve.manual_points is not None:
+            ax.plot(curve.manual_x, curve.manual_points, color=_MANUAL_ORANGE, ls="--", label="your card")
+        dist.hist(np.clip(vals, lo, hi), bins=40, color="#9e9e9e")
+        dist.set_xlabel(label)
+    else:
+        x = np.arange(len(curve.x))
+        w = 0.38 if curve.manual_points is not None else 0.7
+        ax.bar(
+            x - (w / 2 if curve.manual_points is not None else 0), curve.points, w, color=_MODEL_BLUE, label="learned"
+        )
+        if curve.manual_points is not None:
+            ax.bar(x + w / 2, curve.manual_points, w, color=_MANUAL_ORANGE, alpha=0.7, label="your card")
+        codes = curve.values[~np.isnan(curve.values.astype(float))].astype(int) if len(curve.values) else []
+        counts = np.bincount(np.asarray(codes, dtype=int), minlength=len(curve.x))[: len(curve.x)]
+        dist.bar(x, counts, 0.7, color="#9e9e9e")
+        dist.set_xticks(x, [mpl_text(c) for c in curve.x], rotation=30 if len(x) > 4 else 0)
+        ax.set_xticks(x, [])
+    ax.axhline(0, color="#616161", lw=0.8)
+    ax.set(ylabel="health points", title=label)
+    ax.legend(loc="best", fontsize=7, frameon=False)
+    dist.set_ylabel("rows", fontsize=8)
+    dist.tick_params(labelsize=7)
+    return fig
+
+
 def _file_name(name: str) -> str:
     """An indicator name as a safe file name part (column names may hold spaces or slashes)."""
     import re
@@ -140,7 +177,8 @@ def _file_name(name: str) -> str:
 
 
 def write_model_plots(model, frame: pd.DataFrame, y: np.ndarray, metrics: dict, out_dir: Path) -> None:
-    """reliability.png, shap_summary.png and plots/dependence_<indicator>.png under ``out_dir``."""
+    """reliability.png, shap_summary.png and plots/dependence_<indicator>.png under ``out_dir`` (and, for
+    an additive model, plots/shape_<indicator>.png: the learned points curve beside the card's rule)."""
     from ml.model.explain import contributions, feature_labels
 
     out_dir = Path(out_dir)
@@ -159,6 +197,11 @@ def write_model_plots(model, frame: pd.DataFrame, y: np.ndarray, metrics: dict, 
             out_dir / "plots" / f"dependence_{_file_name(name)}.png",
             dpi=90,
         )
+    if getattr(model, "kind_", "full") == "additive":  # the learned points curve of each indicator
+        from ml.model.additive import shape_curves
+
+        for curve in shape_curves(model, frame):
+            save(shape_figure(curve), out_dir / "plots" / f"shape_{_file_name(curve.name)}.png", dpi=90)
 
 
 # ---- report figures -------------------------------------------------------------------------------

@@ -59,7 +59,10 @@ SCORER_NAMES = {
     "card_gain": "Card, gain weights",
     "card_linear": "Card, linear weights",
     "model": "Model",
+    "model_full": "Model (full)",
+    "model_additive": "Model (additive)",
 }
+LEARNED_SECTION = ("learned", "Learned card")  # after the weights, for an additive model only
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
@@ -375,6 +378,38 @@ class HealthReport:
         return out
 
     @cached_property
+    def sections(self) -> tuple[tuple[str, str], ...]:
+        """The table of contents: the trends section with a history, the learned card for an additive model."""
+        sections = SECTIONS if self.trends is None else (*SECTIONS[:5], TRENDS_SECTION, *SECTIONS[5:])
+        if getattr(self.model, "kind_", "full") != "additive":
+            return sections
+        at = [k for k, _ in sections].index("weights") + 1
+        return (*sections[:at], LEARNED_SECTION, *sections[at:])
+
+    @cached_property
+    def shapes(self) -> list[dict[str, Any]]:
+        """An additive model's learned points curve per indicator beside the card's rule (else empty)."""
+        if getattr(self.model, "kind_", "full") != "additive":
+            return []
+        from ml.model.additive import shape_curves
+        from ml.report.figures import shape_figure
+
+        return [
+            {
+                "label": c.label,
+                "text": c.text,
+                "rule": c.manual_rule,
+                "svg": inline_svg(shape_figure(c), f"svg-shape-{i}"),
+            }
+            for i, c in enumerate(shape_curves(self.model, self.latest))
+        ]
+
+    @cached_property
+    def learned_card(self) -> dict[str, Any] | None:
+        """metrics.json's note on the learned card (written, or why not)."""
+        return (self.metrics or {}).get("learned_card")
+
+    @cached_property
     def charts(self) -> dict[str, Any]:
         """Inline SVG per chart (``why`` is a list, one per explained customer)."""
         order = [b.name for b in self.card.bands]
@@ -444,7 +479,7 @@ class HealthReport:
                 r=self,
                 o=self.overview,
                 card=self.card,
-                sections=SECTIONS if self.trends is None else (*SECTIONS[:5], TRENDS_SECTION, *SECTIONS[5:]),
+                sections=self.sections,
                 trends=self.trends,
                 csp=CSP,
                 colors=self.colors,

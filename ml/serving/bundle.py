@@ -222,6 +222,7 @@ def load_model(model_dir: str | os.PathLike):
         model = HealthModel(card)
         model.booster_ = lgb.Booster(model_file=str(model_dir / "model.txt"))
         model.kind_ = state.get("kind", card.model.kind)  # model directories before the additive kind: full
+        model.additive_tables_ = None
         model.schema_ = FeatureSchema.from_dict(state["schema"])
         model.params_ = state["params"]
         model.best_iteration_ = state["best_iteration"]
@@ -238,6 +239,10 @@ def load_model(model_dir: str | os.PathLike):
         model.n_rows_ = state["rows"]
         model.versions_ = state.get("versions", {})
         model.model_dir_ = model_dir
+        if model.kind_ == "additive":  # compiled once here, like the booster is parsed once
+            from ml.model.additive import additive_tables
+
+            additive_tables(model)
     except ModelError:
         raise
     except (KeyError, TypeError, ValueError, lgb.basic.LightGBMError, CardError, OSError) as exc:
