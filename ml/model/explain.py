@@ -166,8 +166,8 @@ def _value_codes(model, col: pd.Series, j: int) -> tuple[np.ndarray, np.ndarray]
     x = col.to_numpy(dtype=float)
     if f.boolean:
         return np.array(["no", "yes", "missing"], dtype=_STR), np.where(np.isnan(x), 2, np.where(x == 1, 1, 0))
-    distinct, codes = np.unique(x, return_inverse=True)
-    return number_texts(distinct), codes.reshape(-1)
+    codes, distinct = pd.factorize(x, use_na_sentinel=False)  # hashing: no sort of a million values
+    return number_texts(distinct), codes
 
 
 def _top_negative(pts: np.ndarray, k: int) -> np.ndarray:
@@ -234,11 +234,11 @@ def driver_text(model, X: pd.DataFrame, contrib: Contributions, k: int = 3) -> l
             tenths = np.rint(val[m] * 10).astype(np.int64)  # the points text shows round(points, 1)
             lo = tenths.min()
             span = int(tenths.max() - lo) + 1
-            pairs, pair_codes = np.unique(vcodes * span + (tenths - lo), return_inverse=True)
+            pair_codes, pairs = pd.factorize(vcodes * span + (tenths - lo))
             body = np.strings.add(f"{labels[j]} ", vtexts[pairs // span])
             body = np.strings.add(body, f"{_reference_text(model, j, name)}: ")
             body = np.strings.add(body, _fmt_points((pairs % span + lo) / 10.0))
-            text[m] = body.astype(object)[pair_codes.reshape(-1)]
+            text[m] = body.astype(object)[pair_codes]
         out.append(text)
     return out
 
