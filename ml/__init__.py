@@ -21,6 +21,7 @@ from ml.errors import CardError, DataError, HealthScoreError, HealthScoreWarning
 from ml.scorecard import WeightedScorecard, assign_bands, percentile_rank, score_table
 
 if TYPE_CHECKING:  # the heavier stages load on first use (see __getattr__), so `import ml` stays fast
+    from ml.model.additive import compile_additive, learned_card, shape_curves
     from ml.model.booster import HealthModel
     from ml.model.calibration import ScoreCalibrator
     from ml.model.explain import explain_customer
@@ -35,6 +36,9 @@ if TYPE_CHECKING:  # the heavier stages load on first use (see __getattr__), so 
     from ml.serving.tracking import promote
 
 _LAZY = {
+    "compile_additive": "ml.model.additive",
+    "learned_card": "ml.model.additive",
+    "shape_curves": "ml.model.additive",
     "HealthModel": "ml.model.booster",
     "ScoreCalibrator": "ml.model.calibration",
     "explain_customer": "ml.model.explain",
@@ -96,11 +100,13 @@ __all__ = [
     "append_scores",
     "assign_bands",
     "build_report",
+    "compile_additive",
     "demo",
     "evaluate_alerts",
     "explain_customer",
     "generate_snapshots",
     "latest_snapshots",
+    "learned_card",
     "load_card",
     "load_model",
     "monitor_model",
@@ -113,6 +119,7 @@ __all__ = [
     "save_model",
     "score_table",
     "score_with_points",
+    "shape_curves",
     "tracked_training",
     "train",
     "trend_summary",

@@ -149,6 +149,7 @@ def additive_model(generated, default_card_raw):
     return model, frame
 
 
+@pytest.mark.slow  # trains a model
 def test_model_trees_each_split_on_one_feature(additive_model):
     model, frame = additive_model
     assert model.kind_ == "additive"
@@ -158,6 +159,7 @@ def test_model_trees_each_split_on_one_feature(additive_model):
     assert len(used) >= 3
 
 
+@pytest.mark.slow  # trains a model
 def test_model_contributions_equal_pred_contrib(additive_model):
     model, frame = additive_model
     X = model.schema_.matrix(frame)
@@ -177,6 +179,7 @@ def test_model_contributions_equal_pred_contrib(additive_model):
 
 
 # ---- the learned card --------------------------------------------------------------------------------
+@pytest.mark.slow  # trains a model
 def test_learned_card_reproduces_health_score(additive_model):
     model, frame = additive_model
     text = learned_card_yaml(model)
@@ -191,6 +194,7 @@ def test_learned_card_reproduces_health_score(additive_model):
     np.testing.assert_array_equal(scored["band"].astype(str).to_numpy()[inside], bands[inside])
 
 
+@pytest.mark.slow  # trains a model
 def test_learned_card_cuts_round_trip_exactly(additive_model):
     model, _ = additive_model
     card = parse_card(yaml.safe_load(learned_card_yaml(model)))
@@ -214,6 +218,7 @@ def test_learned_card_cuts_round_trip_exactly(additive_model):
             assert min(vals) == 0.0 and max(vals) == 100.0
 
 
+@pytest.mark.slow  # trains a model
 def test_learned_card_needs_sigmoid_odds(generated, default_card_raw):
     raw = default_card_raw()
     raw["model"]["kind"] = "additive"
@@ -285,6 +290,7 @@ def trained_additive(tmp_path_factory, generated, default_card_raw):
     return tmp, result
 
 
+@pytest.mark.slow  # trains a model
 def test_train_kind_additive_writes_the_learned_card(trained_additive):
     import json
 
@@ -340,6 +346,7 @@ def test_choose_kind(aucs, kept):
     assert choose_kind(aucs)[0] == kept
 
 
+@pytest.mark.slow  # trains a model
 def test_train_kind_probability_scale_says_why_no_card(generated, default_card_raw):
     from ml.pipeline import train
 
@@ -361,6 +368,7 @@ def test_train_rejects_unknown_kind(generated, default_card_raw):
         train(parse_card(default_card_raw()), generated.frame, None, kind="tree")
 
 
+@pytest.mark.slow  # trains a model
 def test_shape_plots_in_model_directory_and_report(trained_additive):
     from ml.model.additive import shape_curves
     from ml.report.report import build_report
