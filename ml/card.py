@@ -853,10 +853,12 @@ def _parse_alerting(
 
 
 def card_with_model_kind(card: Card, kind: str) -> Card:
-    """The card with ``model.kind`` set (e.g. the kind ``train --kind both`` kept), re-validated."""
+    """The card with ``model.kind`` set (e.g. the kind ``train --kind both`` kept), in its parsed form
+    and in the YAML it writes (every other field as it is, even if set in code)."""
+    kind = _choice(kind, MODEL_KINDS, "model.kind")
     raw = dict(card.raw)
     raw["model"] = {**(raw.get("model") or {}), "kind": kind}
-    return parse_card(raw)
+    return dataclasses.replace(card, model=dataclasses.replace(card.model, kind=kind), raw=raw)
 
 
 def load_card(path: str | Path) -> Card:

@@ -169,6 +169,7 @@ def tracked_training(
             "audit.json",
             "reliability.png",
             "shap_summary.png",
+            "cards/learned.yaml",
         ):
             if (md / name).exists():
                 mlflow.log_artifact(str(md / name))

@@ -392,3 +392,18 @@ def test_shape_plots_in_model_directory_and_report(trained_additive):
     assert '<section id="learned">' in html and "<h2>Learned card</h2>" in html
     assert html.count('id="svg-shape-') >= len(model.schema_.names)
     assert "cards/learned.yaml" in html
+
+
+def test_card_with_model_kind_keeps_fields_set_in_code(default_card_raw):
+    import dataclasses
+
+    from ml.card import card_with_model_kind
+
+    card = parse_card(default_card_raw())
+    card = dataclasses.replace(card, model=dataclasses.replace(card.model, extra_features=("nps",)))
+    additive = card_with_model_kind(card, "additive")
+    assert additive.model.kind == "additive" and additive.model.extra_features == ("nps",)
+    assert additive.raw["model"]["kind"] == "additive"
+    assert parse_card(additive.raw).model.kind == "additive"
+    with pytest.raises(CardError, match="model.kind: got 'both'"):
+        card_with_model_kind(card, "both")
