@@ -295,6 +295,8 @@ def learned_card_reason(model) -> str | None:
             f"scale (calibration: {{method: sigmoid, scale: odds}}); this model uses {method} calibration on the "
             f"{cal.scale} scale, so no learned card is written"
         )
+    if not any(t.n_trees for t in additive_tables(model).features):
+        return "the model never split on any indicator (every customer gets the same score)"
     if any(t.zero_is_special for t in additive_tables(model).features):
         return "the model treats zeros as missing (zero_as_missing), which a card's thresholds cannot express"
     return None
