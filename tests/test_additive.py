@@ -232,7 +232,7 @@ def test_learned_card_needs_sigmoid_odds(generated, default_card_raw):
 
 
 # ---- card contract extensions ------------------------------------------------------------------------
-def test_points_card_offset_and_missing_score(one_indicator, card_dict):
+def test_points_card_offset_and_missing_score(card_dict):
     # offset 10 + 40 x 50 / 100 (x = 50) = 30; a missing x gets missing_score 25: 10 + 40 x 25 / 100 = 20
     raw = card_dict()
     raw["indicators"] = [

@@ -10,6 +10,7 @@ Layout of ``M/``::
     metrics.json       held-out evaluation and calibration report
     split.json         how the rows were split
     audit.json         direction audit
+    cards/learned.yaml the learned card (an additive model on the odds scale with sigmoid calibration)
     MANIFEST.json      sha256 and size of every file above (and of any plots)
 
 Loading checks every file against the manifest first, so a truncated or altered file fails with one
