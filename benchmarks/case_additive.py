@@ -46,7 +46,7 @@ def explain_additive(data: str, model_dir: str) -> dict:
     assert model.kind_ == "additive"
     X = model.schema_.matrix(_frame(data))
     start = time.perf_counter()
-    contrib = contributions(model, X)
+    contrib = contributions(model, X, log_odds=False)  # as `predict --drivers 3` does
     texts = driver_text(model, X, contrib, k=3)
     seconds = time.perf_counter() - start
     assert len(texts[0]) == len(X) and (texts[0] != "").any()

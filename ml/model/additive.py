@@ -59,6 +59,10 @@ class FeatureTable:
         """g_j for every value of the column (as in the model's feature matrix); ``centred``: minus
         the feature's expected value (its TreeSHAP contribution). One ``searchsorted`` and one take
         per column (see :meth:`fast_table`)."""
+        return self.table(centred)[self.index(column)]
+
+    def index(self, column: pd.Series | np.ndarray) -> np.ndarray:
+        """Each value's entry in :meth:`table`."""
         if self.categorical:
             if isinstance(column, pd.Series) and isinstance(column.dtype, pd.CategoricalDtype):
                 codes = column.cat.codes.to_numpy()
@@ -66,12 +70,14 @@ class FeatureTable:
                 x = np.asarray(column, dtype=float)
                 codes = np.where(np.isnan(x), -1, np.nan_to_num(x, nan=-1))
             other = len(self.values) - 1  # codes: -1 missing, 0..other-1 named, `other` any other code
-            table = np.append(self.values, self.missing) - (self.expected if centred else 0.0)
-            idx = np.clip(codes, -1, other).astype(np.intp)  # -1 -> the last entry: the missing value
-            return table[idx]
-        cuts, table = self.fast_table
-        b = np.searchsorted(cuts, np.asarray(column, dtype=float), side="left")
-        return (table - self.expected if centred else table)[b]
+            return np.clip(codes, -1, other).astype(np.intp)  # -1 -> the table's last entry: missing
+        return np.searchsorted(self.fast_table[0], np.asarray(column, dtype=float), side="left")
+
+    def table(self, centred: bool = False) -> np.ndarray:
+        """The values :meth:`index` points into (categorical: per code, then any other code, then
+        missing; numeric: see :meth:`fast_table`)."""
+        table = np.append(self.values, self.missing) if self.categorical else self.fast_table[1]
+        return table - self.expected if centred else table
 
     def exact_lookup(self, x: np.ndarray) -> np.ndarray:
         """LightGBM's rules spelled out (reference for :meth:`fast_table`): NaN -> the missing value,

@@ -292,7 +292,7 @@ class HealthModel:
         margin = self.booster_.predict(X, raw_score=True, **predict_kw())
         out = self.scores(frame, margin)
         if drivers:
-            texts = driver_text(self, X, contributions(self, X, margin), k=drivers)
+            texts = driver_text(self, X, contributions(self, X, margin, log_odds=False), k=drivers)
             for j in range(drivers):
                 out[f"driver_{j + 1}"] = texts[j]
         return out

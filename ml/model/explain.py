@@ -50,7 +50,7 @@ def _health_of_margin(model, margin: np.ndarray) -> np.ndarray:
     return model.health_from_probability(model.calibrator_.predict_proba(margin))
 
 
-def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None) -> Contributions:
+def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None, *, log_odds: bool = True) -> Contributions:
     """Model contributions in health points (see the module docstring); ``X`` is the feature matrix.
 
     The score they add up to is computed from LightGBM's own margin (``margin``, if the caller has it
@@ -60,25 +60,38 @@ def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None) -> C
     For an additive model (``model.kind: additive``) the log-odds contributions come from the
     compiled step tables (:mod:`ml.model.additive`: one ``searchsorted`` per feature, equal to
     ``pred_contrib``) and, when no ``margin`` is given, so does the margin (equal to LightGBM's to
-    float rounding): no tree is walked."""
+    float rounding): no tree is walked. ``log_odds=False`` skips keeping the log-odds matrix
+    (``Contributions.log_odds`` is then None), which an additive model need not build at all."""
     if is_additive(model):
-        phi, b, table_margin = additive_tables(model).log_odds(X)
+        tables = additive_tables(model)
+        entries = [(f.table(centred=True), f.index(X[f.name])) for f in tables.features]
+        delta = np.zeros(len(X))
+        for table, idx in entries:
+            delta += table[idx]
+        b = tables.bias
         if margin is None:
-            margin = table_margin
-    else:
-        raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
-        phi, b = raw[:, :-1], float(raw[0, -1]) if len(raw) else 0.0  # the model's expected margin
-        if margin is None:
-            margin = model.booster_.predict(X, raw_score=True, **predict_kw())
+            margin = b + delta
+        slope, health, base = _secant_slopes(model, b, margin, delta)
+        points = np.empty((len(X), len(entries)), order="F")  # column by column, no log-odds matrix
+        for j, (table, idx) in enumerate(entries):
+            np.multiply(table[idx], slope, out=points[:, j])
+        phi = None
+        if log_odds:
+            phi = np.empty_like(points)
+            for j, (table, idx) in enumerate(entries):
+                phi[:, j] = table[idx]
+        return _contributions(model, X.index, points, base, health, margin, phi)
+    raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
+    phi, b = raw[:, :-1], float(raw[0, -1]) if len(raw) else 0.0  # the model's expected margin
+    if margin is None:
+        margin = model.booster_.predict(X, raw_score=True, **predict_kw())
     return log_odds_to_points(model, X.index, phi, b, margin)
 
 
-def log_odds_to_points(model, index, phi: np.ndarray, b: float, margin: np.ndarray) -> Contributions:
-    """Log-odds contributions ``phi`` (rows x features) around the base margin ``b`` -> health points,
-    each row by its secant slope, so that base_score + sum(points) = H(margin)."""
+def _secant_slopes(model, b: float, margin: np.ndarray, delta: np.ndarray):
+    """(slope per row, H(margin), H(b)): s = (H(margin) - H(b)) / delta, or H'(b) where delta ~ 0."""
     health = _health_of_margin(model, margin)
     base = float(_health_of_margin(model, np.array([b]))[0])
-    delta = phi.sum(axis=1)  # = TreeSHAP margin - b
     small = np.abs(delta) < 1e-9
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = np.where(small, 0.0, (health - base) / np.where(small, 1.0, delta))
@@ -87,7 +100,10 @@ def log_odds_to_points(model, index, phi: np.ndarray, b: float, margin: np.ndarr
             _health_of_margin(model, np.array([b + _DELTA]))[0] - _health_of_margin(model, np.array([b - _DELTA]))[0]
         ) / (2 * _DELTA)
         slope = np.where(small, deriv, slope)
-    points = phi * slope[:, None]
+    return slope, health, base
+
+
+def _contributions(model, index, points, base, health, margin, phi) -> Contributions:
     return Contributions(
         points=pd.DataFrame(points, index=index, columns=model.schema_.names, copy=False),
         base_score=base,
@@ -95,6 +111,13 @@ def log_odds_to_points(model, index, phi: np.ndarray, b: float, margin: np.ndarr
         margin=margin,
         log_odds=phi,
     )
+
+
+def log_odds_to_points(model, index, phi: np.ndarray, b: float, margin: np.ndarray) -> Contributions:
+    """Log-odds contributions ``phi`` (rows x features) around the base margin ``b`` -> health points,
+    each row by its secant slope, so that base_score + sum(points) = H(margin)."""
+    slope, health, base = _secant_slopes(model, b, margin, phi.sum(axis=1))  # sum = TreeSHAP margin - b
+    return _contributions(model, index, phi * slope[:, None], base, health, margin, phi)
 
 
 def card_contributions(scorecard, frame: pd.DataFrame, base_subscores: np.ndarray) -> Contributions:
