@@ -122,6 +122,23 @@ def test_tables_equal_pred_contrib(extra):
         assert any(t.zero_is_special for t in tables.features)
 
 
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.array([-3.0, -2.0, 0.0, -0.0, 1.0, 2.0, 3.0, np.nan, 7.0, -9.0]),  # small integers: a lookup table
+        np.array([-3.0, 0.5, 1e-36, -1e-35, 2.0, np.nan]),  # not integers: searchsorted
+        np.array([0.0, 1e9, np.nan]),  # integers spanning too many values: searchsorted
+        np.array([np.inf, -np.inf, 1.0]),
+    ],
+    ids=["small-integers", "fractions-and-zero-range", "wide-integers", "infinities"],
+)
+def test_lookup_paths_follow_lightgbm_rules(x):
+    X, y = _frame(3000, seed=7)
+    tables = compile_additive(_booster(X, y), {"cat": 4})
+    for t in tables.features[:3]:
+        np.testing.assert_array_equal(t.lookup(x), t.exact_lookup(x))
+
+
 def test_a_tree_on_two_features_is_not_additive():
     X, y = _frame(2000, seed=1)
     booster = lgb.train(

@@ -71,7 +71,14 @@ class FeatureTable:
                 codes = np.where(np.isnan(x), -1, np.nan_to_num(x, nan=-1))
             other = len(self.values) - 1  # codes: -1 missing, 0..other-1 named, `other` any other code
             return np.clip(codes, -1, other).astype(np.intp)  # -1 -> the table's last entry: missing
-        return np.searchsorted(self.fast_table[0], np.asarray(column, dtype=float), side="left")
+        cuts = self.fast_table[0]
+        x = np.asarray(column, dtype=float)
+        small = _small_integers(x)
+        if small is None:
+            return np.searchsorted(cuts, x, side="left")
+        xi, lo, hi, nan = small  # counts and the like: one table lookup per value, not a binary search
+        by_value = np.searchsorted(cuts, np.arange(lo, hi + 1, dtype=float), side="left")
+        return np.where(nan, len(cuts), by_value[xi - lo])
 
     def table(self, centred: bool = False) -> np.ndarray:
         """The values :meth:`index` points into (categorical: per code, then any other code, then
@@ -148,6 +155,27 @@ class AdditiveTables:
 
 
 # ---- compiling ---------------------------------------------------------------------------------------
+SMALL_INTEGER_RANGE = 4096  # integer-valued columns spanning at most this many values index a lookup table
+
+
+def _small_integers(x: np.ndarray):
+    """(x as int64 with NaN as the minimum, min, max, NaN mask) when every value is NaN or an integer
+    within SMALL_INTEGER_RANGE values, else None. Cheap checks first: most float columns fail at once."""
+    if len(x) == 0 or not (np.isnan(x[:64]) | (x[:64] == np.floor(x[:64]))).all():
+        return None
+    nan = np.isnan(x)
+    with np.errstate(invalid="ignore"):
+        xi = x.astype(np.int64)  # NaN and +-inf become garbage here; NaN is masked, inf fails below
+    if not ((xi == x) | nan).all():
+        return None
+    if nan.all():
+        return None
+    lo, hi = int(xi[~nan].min()), int(xi[~nan].max())
+    if hi - lo >= SMALL_INTEGER_RANGE:
+        return None
+    return np.where(nan, lo, xi), lo, hi, nan
+
+
 def _is_leaf(node: dict) -> bool:
     return "split_index" not in node
 
@@ -402,7 +430,15 @@ def learned_card_yaml(model) -> str:
     """:func:`learned_card` as YAML with a header saying what it is (floats written to round-trip)."""
     import yaml
 
-    body = yaml.safe_dump(learned_card(model), sort_keys=False, allow_unicode=True, width=1000)
+    class Dumper(yaml.SafeDumper):  # lists of numbers on one line: `cuts: [2.65, 3.25]`
+        pass
+
+    def flow_lists(dumper, data):
+        flat = all(not isinstance(v, list | dict) for v in data)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+    Dumper.add_representer(list, flow_lists)
+    body = yaml.dump(learned_card(model), Dumper=Dumper, sort_keys=False, allow_unicode=True, width=1000)
     header = (
         f"# The learned card: model {model.card.name!r} (model.kind: additive) written in the card format.\n"
         "# score = offset + sum of weight x sub-score / 100, clipped to 0-100: the model's health_score.\n"
