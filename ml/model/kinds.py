@@ -75,7 +75,7 @@ def fit_kind(
     if kind == "both":
         kept, why = choose_kind(aucs)
     else:
-        kept, why = "additive", "model.kind: additive (the full model is trained beside it for comparison)"
+        kept, why = "additive", "additive requested; the full model is trained beside it for comparison"
     other = "full" if kept == "additive" else "additive"
     comparison = {
         "requested": kind,
