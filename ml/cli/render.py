@@ -184,13 +184,13 @@ def print_learned_card(metrics, model_dir) -> None:
     """One line each: which model kind was kept and why, and whether a learned card was written."""
     kind = metrics.get("model_kind")
     if kind and kind.get("requested") != "full":
-        console().print(f"model kind: kept {kind['kept']} ({kind['reason']})")
+        console().print(esc(f"model kind: kept {kind['kept']} ({kind['reason']})"))
     learned = metrics.get("learned_card")
     if learned:
         if learned["written"]:
-            console().print(f"learned card: {Path(model_dir) / learned['path']} (run it with healthscore score)")
+            console().print(esc(f"learned card: {Path(model_dir) / learned['path']} (run it with healthscore score)"))
         else:
-            console().print(f"learned card: not written; {learned['reason']}")
+            console().print(esc(f"learned card: not written; {learned['reason']}"))
 
 
 def print_explanation(r, card) -> None:
