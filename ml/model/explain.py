@@ -64,22 +64,17 @@ def contributions(model, X: pd.DataFrame, margin: np.ndarray | None = None, *, l
     (``Contributions.log_odds`` is then None), which an additive model need not build at all."""
     if is_additive(model):
         tables = additive_tables(model)
-        entries = [(f.table(centred=True), f.index(X[f.name])) for f in tables.features]
+        points = np.empty((len(X), len(tables.features)), order="F")  # filled column by column
         delta = np.zeros(len(X))
-        for table, idx in entries:
-            delta += table[idx]
+        for j, f in enumerate(tables.features):
+            np.take(f.table(centred=True), f.index(X[f.name]), out=points[:, j])  # log-odds, for now
+            delta += points[:, j]
         b = tables.bias
         if margin is None:
             margin = b + delta
         slope, health, base = _secant_slopes(model, b, margin, delta)
-        points = np.empty((len(X), len(entries)), order="F")  # column by column, no log-odds matrix
-        for j, (table, idx) in enumerate(entries):
-            np.multiply(table[idx], slope, out=points[:, j])
-        phi = None
-        if log_odds:
-            phi = np.empty_like(points)
-            for j, (table, idx) in enumerate(entries):
-                phi[:, j] = table[idx]
+        phi = points.copy(order="F") if log_odds else None
+        points *= slope[:, None]  # in place: no second matrix unless the log-odds are wanted
         return _contributions(model, X.index, points, base, health, margin, phi)
     raw = model.booster_.predict(X, pred_contrib=True, **predict_kw())
     phi, b = raw[:, :-1], float(raw[0, -1]) if len(raw) else 0.0  # the model's expected margin
