@@ -1,0 +1,709 @@
+"""Build the snapshot table (one row per customer per observation date) from raw event tables.
+
+The rules (stated once, in the README too): a feature at observation date t uses events strictly
+before t (``t - window <= time < t``); the label uses churn on or after t (``t <= churn < t + horizon``).
+A customer has a row at t when they started on or before t and have no churn date before t, so
+churned customers keep their earlier rows; rows whose horizon passes the label end have no label.
+
+How it runs fast: each event is joined to the few observation dates whose lookback holds it (a small
+``cover`` table: one row per day and observation date, with a flag per window) and every feature of
+that table is computed in one hash aggregate over (customer, date), with ``FILTER`` clauses for the
+windows and ``where`` conditions. Aggregates without a window (``days_since``, counts of all events so
+far ...) take a per-interval partial from the same pass and a running total over the dates.
+
+The SQL is generated from the typed spec by the small functions below, in DuckDB's dialect as sqlglot
+reads it, and transpiled by sqlglot for other engines (``snapshot_sql(spec, bounds, dialect="spark")``).
+Identifiers are quoted and values are literals rendered by sqlglot; the only user SQL is each
+feature's ``where`` condition, parsed by sqlglot and embedded as an expression.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.data.spec import INTEGER_TYPES, Feature, SnapshotSpec, Window, load_spec
+from ml.errors import CardError, DataError, warn
+
+ENGINES = ("duckdb",)
+LEAKAGE_AUC = 0.95  # a static attribute this predictive of eventual churn describes the final state
+LEAKAGE_MIN_CLASS = 10  # customers needed on each side before judging
+LEAKAGE_MAX_LEVELS = 50  # categorical attributes with more distinct values are not judged
+_SECONDS_PER_DAY = 86400
+
+
+# ---- SQL atoms -----------------------------------------------------------------------------------
+def ident(name: str) -> str:
+    """A quoted identifier (DuckDB dialect): any name, quotes escaped."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    """A SQL string literal, quotes escaped."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def date_lit(d: dt.date) -> str:
+    return f"CAST({literal(d.isoformat())} AS DATE)"
+
+
+def ts_lit(d: dt.date) -> str:
+    return f"CAST({literal(dt.datetime.combine(d, dt.time()).isoformat(sep=' '))} AS TIMESTAMP)"
+
+
+def as_ts(expr: str) -> str:
+    return f"CAST({expr} AS TIMESTAMP)"
+
+
+def whole_days(later: str, earlier: str) -> str:
+    """Whole days from ``earlier`` to ``later`` (timestamps): the floor of the elapsed time in days."""
+    return f"CAST(FLOOR((EPOCH({later}) - EPOCH({earlier})) / {_SECONDS_PER_DAY}) AS BIGINT)"
+
+
+def whole_months(later: str, earlier: str) -> str:
+    """Whole calendar months from ``earlier`` to ``later``: the largest m with earlier + m months <= later."""
+    m0 = f"((YEAR({later}) - YEAR({earlier})) * 12 + MONTH({later}) - MONTH({earlier}))"
+    return f"({m0} - CASE WHEN ADD_MONTHS({earlier}, {m0}) > {later} THEN 1 ELSE 0 END)"
+
+
+def running(expr: str, func: str = "SUM") -> str:
+    """``func`` over this customer's dates up to and including the current one."""
+    return f"{func}({expr}) OVER (PARTITION BY g.__cid ORDER BY g.k ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+
+
+def table_source(
+    spec: SnapshotSpec, name: str, *, joined: bool = True, typed: bool = True, sources: Mapping[str, str] | None = None
+) -> str:
+    """A FROM-able expression for table ``name``: DuckDB's reader over its files (ids read as text,
+    byte for byte), or ``sources[name]`` (e.g. a Spark view) when given; with its join applied."""
+    table = spec.tables[name]
+    if sources is not None and name in sources:
+        base = sources[name]
+    else:
+        files = "[" + ", ".join(literal(str(p)) for p in table.files) + "]"
+        if table.format == "parquet":
+            base = f"READ_PARQUET({files}, union_by_name = TRUE)"
+        else:
+            types = ""
+            ids = spec.id_columns(name) if typed else []
+            if ids:
+                types = ", types = {" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ids) + "}"
+            base = f"READ_CSV({files}, header = TRUE, union_by_name = TRUE{types})"
+    if not joined or table.join is None:
+        return base
+    j = table.join
+    cols = ", ".join(f"r.{ident(c)}" for c in j.columns)
+    right = table_source(spec, j.table, typed=typed, sources=sources)
+    return (
+        f"(SELECT l.*, {cols} FROM {base} AS l LEFT JOIN "
+        f"(SELECT CAST({ident(j.on)} AS VARCHAR) AS __key, {', '.join(ident(c) for c in j.columns)} "
+        f"FROM {right} AS s) AS r ON CAST(l.{ident(j.on)} AS VARCHAR) = r.__key)"
+    )
+
+
+# ---- the plan: observation dates, windows and partial aggregates ------------------------------------
+@dataclass(frozen=True)
+class Bounds:
+    """What the data decides: the observation dates and the label end."""
+
+    dates: tuple[dt.date, ...]
+    label_end: dt.date | None
+
+
+def resolve_bounds(spec: SnapshotSpec, latest_event: dt.date | None, latest_churn: dt.date | None) -> Bounds:
+    """The observation dates (``end`` defaults to the latest event date) and the label end (``label_end``,
+    else the latest churn date)."""
+    end = spec.observations.end or latest_event or latest_churn
+    dates = spec.observations.dates(end)
+    if not dates:
+        raise DataError(
+            f"observations: no observation date between start {spec.observations.start} and end {end} "
+            "(the latest event date when `end` is not set); move `start` earlier or set `end`."
+        )
+    return Bounds(tuple(dates), spec.label_end or latest_churn)
+
+
+def bounds_sql(spec: SnapshotSpec, dialect: str = "duckdb", sources: Mapping[str, str] | None = None) -> str:
+    """One row: the latest date of each event table's time column, then the latest churn date."""
+    parts = []
+    for i, (table, _id, time_col) in enumerate(_groups(spec)):
+        src = table_source(spec, table, sources=sources)
+        parts.append(f"(SELECT MAX(CAST({as_ts(ident(time_col))} AS DATE)) FROM {src} AS src) AS e{i}")
+    churn = spec.churn
+    src = table_source(spec, churn.table, sources=sources)
+    parts.append(f"(SELECT MAX(CAST({as_ts(ident(churn.date))} AS DATE)) FROM {src} AS src) AS churn_end")
+    return _render("SELECT " + ", ".join(parts), dialect)
+
+
+def _groups(spec: SnapshotSpec) -> list[tuple[str, str, str]]:
+    """Event tables by (table, id column, time column): one pass over the events each."""
+    return list(dict.fromkeys(f.source for f in spec.event_features))
+
+
+@dataclass(frozen=True)
+class _Group:
+    index: int
+    table: str
+    id: str
+    time: str
+    features: tuple[Feature, ...]
+    windows: tuple[Window, ...]  # distinct windows of its windowed features
+    previous: tuple[bool, ...]  # per window: does a change_of need the window before it
+    buckets: bool  # any aggregate without a window (a running total over the dates)
+
+    @property
+    def alias(self) -> str:
+        return f"a{self.index}"
+
+
+def _plan(spec: SnapshotSpec) -> list[_Group]:
+    changed = {f.change_of for f in spec.features if f.kind == "change"}
+    groups = []
+    for i, key in enumerate(_groups(spec)):
+        feats = tuple(f for f in spec.event_features if f.source == key)
+        windows = tuple(dict.fromkeys(f.window for f in feats if f.window is not None))
+        previous = tuple(any(f.window == w and f.name in changed for f in feats) for w in windows)
+        buckets = any(f.window is None for f in feats)
+        groups.append(_Group(i, *key, feats, windows, previous, buckets))  # type: ignore[arg-type]
+    return groups
+
+
+def _cover_rows(group: _Group, dates: Sequence[dt.date]) -> tuple[list[str], dt.date, int]:
+    """VALUES rows of the group's observation table: k, t, span (days of lookback), bucket start and
+    the lower bound of each window (and of the window before it); plus the sentinel day that events
+    older than every window are clamped to, and the longest span."""
+    first_lows = [w.shift(dates[0], -2 if prev else -1) for w, prev in zip(group.windows, group.previous, strict=True)]
+    sentinel = min(first_lows, default=dates[0]) - dt.timedelta(days=1)
+    rows, longest = [], 1
+    for k, t in enumerate(dates):
+        lows = [w.shift(t, -1) for w in group.windows]
+        prev_lows = [w.shift(t, -2) for w, prev in zip(group.windows, group.previous, strict=True) if prev]
+        bucket_from = dates[k - 1] if k else sentinel
+        start = min([*lows, *prev_lows, *([bucket_from] if group.buckets else [])], default=t)
+        span = (t - start).days
+        longest = max(longest, span)
+        cells = [str(k), date_lit(t), str(span), date_lit(bucket_from), *map(date_lit, lows), *map(date_lit, prev_lows)]
+        rows.append("(" + ", ".join(cells) + ")")
+    return rows, sentinel, longest
+
+
+def _cover_columns(group: _Group) -> list[str]:
+    lows = [f"lo{i}" for i in range(len(group.windows))]
+    prev = [f"plo{i}" for i, p in enumerate(group.previous) if p]
+    return ["k", "t", "span", "bucket_from", *lows, *prev]
+
+
+def _window_index(group: _Group, w: Window) -> int:
+    return group.windows.index(w)
+
+
+def _value(spec: SnapshotSpec, f: Feature) -> str:
+    col = ident(f.column)  # type: ignore[arg-type]
+    if f.agg in ("sum", "mean") and spec.column_type(f.table, f.column) == "BOOLEAN":  # type: ignore[arg-type]
+        return f"CAST({col} AS INTEGER)"
+    return col
+
+
+def _partials(spec: SnapshotSpec, group: _Group) -> list[str]:
+    """The aggregate expressions of one group: ``<feature>__cur``/``__prev`` for windowed features,
+    ``__b`` (``__bn`` for means) per interval for the others, each FILTERed to its window and ``where``."""
+    changed = {f.change_of for f in spec.features if f.kind == "change"}
+    out = []
+    for f in group.features:
+        m = [f"e.{ident('m__' + f.name)}"] if f.where else []
+        v = f"e.{ident('v__' + f.name)}"
+        if f.window is not None:
+            i = _window_index(group, f.window)
+            flags = [("cur", f"c.w{i}")] + ([("prev", f"c.p{i}")] if f.name in changed else [])
+        else:
+            flags = [("b", "c.b")]
+        for suffix, flag in flags:
+            cond = " AND ".join([flag, *m] + ([f"{v} IS NOT NULL"] if f.agg == "last" else []))
+            name = ident(f"{f.name}__{suffix}")
+            agg = {
+                "count": "COUNT(*)",
+                "sum": f"SUM({v})",
+                "mean": f"AVG({v})" if suffix != "b" else f"SUM({v})",
+                "min": f"MIN({v})",
+                "max": f"MAX({v})",
+                "last": f"MAX({{'t': e.__ts, 'v': {v}}})",
+                "distinct": f"COUNT(DISTINCT {v})",
+                "days_since": "MAX(e.__ts)",
+            }[f.agg]  # type: ignore[index]
+            out.append(f"{agg} FILTER (WHERE {cond}) AS {name}")
+            if f.agg == "mean" and suffix == "b":
+                out.append(f"COUNT({v}) FILTER (WHERE {cond}) AS {ident(f.name + '__bn')}")
+    return out
+
+
+def _events_cte(spec: SnapshotSpec, group: _Group, sentinel: dt.date, last: dt.date, sources) -> str:
+    ts = as_ts(f"src.{ident(group.time)}")
+    day = f"CAST({ts} AS DATE)"
+    if group.buckets:
+        day = f"GREATEST({day}, {date_lit(sentinel)})"
+    cols = [f"CAST(src.{ident(group.id)} AS VARCHAR) AS __cid", f"{ts} AS __ts", f"{day} AS __day"]
+    for f in group.features:
+        if f.column:
+            cols.append(f"{_value(spec, f)} AS {ident('v__' + f.name)}")
+        if f.where:
+            cols.append(f"COALESCE(({f.where}), FALSE) AS {ident('m__' + f.name)}")
+    cond = [f"src.{ident(group.id)} IS NOT NULL", f"{ts} IS NOT NULL", f"{ts} < {ts_lit(last)}"]
+    if not group.buckets:
+        cond.append(f"{ts} > {ts_lit(sentinel)}")  # older events are in no window
+    src = table_source(spec, group.table, sources=sources)
+    return f"SELECT {', '.join(cols)} FROM {src} AS src WHERE {' AND '.join(cond)}"
+
+
+def _feature_expr(spec: SnapshotSpec, f: Feature, groups: Mapping[tuple[str, str, str], _Group]) -> str:
+    """The output column for feature ``f`` over the joined grid ``r`` (aliases ``a<i>`` per group)."""
+    if f.kind == "static":
+        return f"s_{_static_index(spec, f.table)}.{ident(f.name)}"  # type: ignore[arg-type]
+    if f.kind == "tenure":
+        if f.tenure == "months":
+            return whole_months("r.ts", "r.__start")
+        return whole_days("r.ts", "r.__start")
+    if f.kind == "change":
+        target = spec.feature(f.change_of)  # type: ignore[arg-type]
+        cur = _windowed(spec, target, "cur")
+        prev = _windowed(spec, target, "prev")
+        return (
+            f"CASE WHEN {prev} IS NULL OR {prev} = 0 THEN NULL "
+            f"ELSE (CAST({cur} AS DOUBLE) - {prev}) / {prev} END"
+        )
+    if f.window is not None:
+        return _windowed(spec, f, "cur")
+    col = f"r.{ident(f.name + '__run')}"
+    if f.agg in ("count", "sum"):
+        return _typed_sum(spec, f, f"COALESCE({col}, 0)")
+    if f.agg == "mean":
+        n = f"r.{ident(f.name + '__runn')}"
+        return f"CASE WHEN {n} > 0 THEN CAST({col} AS DOUBLE) / {n} END"
+    if f.agg == "last":
+        return f"STRUCT_EXTRACT({col}, 'v')"
+    if f.agg == "days_since":
+        return whole_days("r.ts", col)
+    return col  # min, max
+
+
+def _windowed(spec: SnapshotSpec, f: Feature, suffix: str) -> str:
+    col = f"r.{ident(f.name + '__' + suffix)}"
+    if f.agg in ("count", "sum", "distinct"):
+        return _typed_sum(spec, f, f"COALESCE({col}, 0)")
+    if f.agg == "mean":
+        return f"CAST({col} AS DOUBLE)"
+    if f.agg == "last":
+        return f"STRUCT_EXTRACT({col}, 'v')"
+    return col
+
+
+def _typed_sum(spec: SnapshotSpec, f: Feature, expr: str) -> str:
+    if f.agg != "sum":
+        return f"CAST({expr} AS BIGINT)"
+    kind = spec.column_type(f.table, f.column)  # type: ignore[arg-type]
+    return f"CAST({expr} AS {'BIGINT' if kind in INTEGER_TYPES else 'DOUBLE'})"
+
+
+def _static_tables(spec: SnapshotSpec) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((f.table, f.id) for f in spec.features if f.kind == "static"))  # type: ignore[misc]
+
+
+def _static_index(spec: SnapshotSpec, table: str) -> int:
+    for i, (t, _id) in enumerate(_static_tables(spec)):
+        if t == table:
+            return i
+    raise KeyError(table)
+
+
+def snapshot_sql(
+    spec: SnapshotSpec, bounds: Bounds, dialect: str = "duckdb", sources: Mapping[str, str] | None = None
+) -> str:
+    """The SELECT that builds the snapshot table, ordered by customer and date, for ``dialect``
+    (any sqlglot dialect; ``sources`` maps table names to FROM expressions, e.g. Spark views)."""
+    dates = bounds.dates
+    last = dates[-1]
+    groups = _plan(spec)
+    by_source = {(g.table, g.id, g.time): g for g in groups}
+    ctes: list[str] = []
+    longest = 1
+    for g in groups:
+        rows, sentinel, span = _cover_rows(g, dates)
+        longest = max(longest, span)
+        cols = _cover_columns(g)
+        ctes.append(f"obs{g.index} AS (SELECT * FROM (VALUES {', '.join(rows)}) AS v({', '.join(cols)}))")
+        flags = [f"d >= lo{i} AS w{i}" for i in range(len(g.windows))]
+        flags += [f"d >= plo{i} AND d < lo{i} AS p{i}" for i, p in enumerate(g.previous) if p]
+        flags.append("d >= bucket_from AS b")
+        ctes.append(
+            f"days{g.index} AS (SELECT o.*, CAST(DATE_ADD(o.t, -js.j) AS DATE) AS d FROM obs{g.index} AS o "
+            f"JOIN js ON js.j <= o.span)"
+        )
+        ctes.append(f"cover{g.index} AS (SELECT k, d, {', '.join(flags)} FROM days{g.index})")
+        ctes.append(f"ev{g.index} AS ({_events_cte(spec, g, sentinel, last, sources)})")
+        ctes.append(
+            f"agg{g.index} AS (SELECT e.__cid, c.k, {', '.join(_partials(spec, g))} FROM ev{g.index} AS e "
+            f"JOIN cover{g.index} AS c ON c.d = e.__day GROUP BY e.__cid, c.k)"
+        )
+    head = [f"js AS (SELECT * FROM (VALUES {', '.join(f'({j})' for j in range(1, longest + 1))}) AS v(j))"] if groups else []
+    obs_rows = ", ".join(f"({k}, {date_lit(t)})" for k, t in enumerate(dates))
+    head.append(f"obs AS (SELECT * FROM (VALUES {obs_rows}) AS v(k, t))")
+    c = spec.customers
+    start = f"MIN({as_ts(ident(c.start))})" if c.start else "CAST(NULL AS TIMESTAMP)"
+    head.append(
+        f"cust AS (SELECT CAST({ident(c.id)} AS VARCHAR) AS __cid, {start} AS __start "
+        f"FROM {table_source(spec, c.table, sources=sources)} AS src WHERE {ident(c.id)} IS NOT NULL GROUP BY 1)"
+    )
+    ch = spec.churn
+    head.append(
+        f"churn AS (SELECT CAST({ident(ch.id)} AS VARCHAR) AS __cid, MIN({as_ts(ident(ch.date))}) AS __first "
+        f"FROM {table_source(spec, ch.table, sources=sources)} AS src "
+        f"WHERE {ident(ch.id)} IS NOT NULL AND {ident(ch.date)} IS NOT NULL GROUP BY 1)"
+    )
+    for i, (table, id_col) in enumerate(_static_tables(spec)):
+        cols = ", ".join(
+            f"{ident(f.column)} AS {ident(f.name)}"  # type: ignore[arg-type]
+            for f in spec.features
+            if f.kind == "static" and f.table == table
+        )
+        head.append(
+            f"static{i} AS (SELECT CAST({ident(id_col)} AS VARCHAR) AS __cid, {cols} "
+            f"FROM {table_source(spec, table, sources=sources)} AS src WHERE {ident(id_col)} IS NOT NULL)"
+        )
+
+    # the grid (every customer x every date), each group's partials, running totals for the
+    # aggregates without a window; the customers' rows are chosen only after the running totals
+    joins = "".join(
+        f" LEFT JOIN agg{g.index} AS {g.alias} ON {g.alias}.__cid = g.__cid AND {g.alias}.k = g.k" for g in groups
+    )
+    cols = ["g.__cid", "g.k", "CAST(g.t AS TIMESTAMP) AS ts", "g.__start"]
+    for g in groups:
+        for f in g.features:
+            if f.window is not None:
+                cols.append(f"{g.alias}.{ident(f.name + '__cur')}")
+                if any(x.kind == "change" and x.change_of == f.name for x in spec.features):
+                    cols.append(f"{g.alias}.{ident(f.name + '__prev')}")
+                continue
+            part = f"{g.alias}.{ident(f.name + '__b')}"
+            func = {"min": "MIN", "max": "MAX", "last": "MAX", "days_since": "MAX"}.get(f.agg, "SUM")  # type: ignore[arg-type]
+            cols.append(f"{running(part, func)} AS {ident(f.name + '__run')}")
+            if f.agg == "mean":
+                cols.append(f"{running(f'{g.alias}.' + ident(f.name + '__bn'))} AS {ident(f.name + '__runn')}")
+    grid = f"grid AS (SELECT {', '.join(cols)} FROM (SELECT cust.__cid, cust.__start, obs.k, obs.t FROM cust CROSS JOIN obs) AS g{joins})"
+    out = spec.output
+    select = [f"r.__cid AS {ident(out.id)}", f"CAST(r.ts AS DATE) AS {ident(out.date)}"]
+    select += [f"{_feature_expr(spec, f, by_source)} AS {ident(f.name)}" for f in spec.features]
+    horizon_end = f"r.ts + INTERVAL '{int(spec.horizon_days)}' DAY"
+    label = f"CASE WHEN ch.__first < {horizon_end} THEN 1"
+    if bounds.label_end is not None:
+        label += f" WHEN {horizon_end} <= {ts_lit(bounds.label_end)} THEN 0"
+    select.append(f"CAST({label} END AS INTEGER) AS {ident(out.label)}")
+    static_joins = "".join(
+        f" LEFT JOIN static{i} AS s_{i} ON s_{i}.__cid = r.__cid" for i in range(len(_static_tables(spec)))
+    )
+    body = (
+        f"SELECT {', '.join(select)} FROM grid AS r LEFT JOIN churn AS ch ON ch.__cid = r.__cid{static_joins} "
+        "WHERE (r.__start IS NULL OR r.__start <= r.ts) AND (ch.__first IS NULL OR ch.__first >= r.ts) "
+        "ORDER BY 1, 2"
+    )
+    return _render(f"WITH {', '.join(head + ctes + [grid])} {body}", dialect)
+
+
+def _render(sql: str, dialect: str) -> str:
+    """``sql`` (DuckDB dialect) parsed by sqlglot and written for ``dialect``: one definition for every engine."""
+    import sqlglot
+
+    return sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+
+
+# ---- running it on DuckDB ------------------------------------------------------------------------
+def connect(threads: int | None = None) -> Any:
+    """An in-memory DuckDB connection that never downloads extensions."""
+    import duckdb
+
+    config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    if threads:
+        config["threads"] = threads
+    return duckdb.connect(":memory:", config=config)
+
+
+def describe(con: Any, source: str, where: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a FROM-able expression, or one :class:`DataError` naming ``where``."""
+    import duckdb
+
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {source} AS src").fetchall()
+    except duckdb.Error as exc:
+        raise DataError(f"{where}: could not read the table ({_first_line(exc)}); check the file.") from None
+    return {r[0]: r[1] for r in rows}
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split("\n")[0].split())
+
+
+def uniqueness_checks(spec: SnapshotSpec, sources: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(field, table, SQL) for every table that must hold one row per key: the customers, each static
+    attribute's table and each join's lookup table. The SQL returns up to 3 duplicated keys and counts."""
+    checks = [("customers.id", spec.customers.table, spec.customers.id)]
+    checks += [(f"features ({f.name}).table", f.table, f.id) for f in spec.features if f.kind == "static"]  # type: ignore[misc]
+    checks += [(f"tables.{t.name}.join", t.join.table, t.join.on) for t in spec.tables.values() if t.join]
+    out, seen = [], set()
+    for where, table, key in checks:
+        if (table, key) in seen:
+            continue
+        seen.add((table, key))
+        src = table_source(spec, table, joined=False, sources=sources)
+        out.append(
+            (
+                where,
+                table,
+                f"SELECT CAST({ident(key)} AS VARCHAR) AS key, COUNT(*) AS n FROM {src} AS src "
+                f"WHERE {ident(key)} IS NOT NULL GROUP BY 1 HAVING COUNT(*) > 1 ORDER BY 2 DESC, 1 LIMIT 3",
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """What a build produced (printed by the CLI)."""
+
+    rows: int
+    customers: int
+    dates: int
+    first_date: dt.date | None
+    last_date: dt.date | None
+    labelled: int
+    churners: int
+    censored: int
+    label_end: dt.date | None
+    seconds: float
+    path: Path | None = None
+
+    @property
+    def churn_rate(self) -> float | None:
+        return self.churners / self.labelled if self.labelled else None
+
+
+@dataclass
+class SnapshotResult:
+    frame: pd.DataFrame | None
+    summary: SnapshotSummary
+    sql: str = dataclasses.field(repr=False, default="")
+
+
+def _as_spec(spec: SnapshotSpec | str | os.PathLike) -> SnapshotSpec:
+    if isinstance(spec, SnapshotSpec):
+        return spec if spec.schemas or not spec.tables else spec
+    return load_spec(spec)
+
+
+def build_snapshots(
+    spec: SnapshotSpec | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    engine: str = "duckdb",
+    threads: int | None = None,
+) -> SnapshotResult:
+    """Build the snapshot table from the spec's raw tables. With ``out`` (``.csv`` or ``.parquet``),
+    write it there atomically (the frame is not loaded into pandas); else return it as ``result.frame``.
+
+    Warns (with evidence) when a static attribute separates the customers who churn from the others
+    (a column describing the final state leaks the label), when churn ids are not customers, and
+    when a feature is empty on every row."""
+    if engine not in ENGINES:
+        raise CardError(f"engine: {engine!r} is not available here; use one of: {', '.join(ENGINES)}.")
+    spec = _as_spec(spec)
+    if not spec.schemas:
+        from ml.data.spec import check_columns
+
+        spec = check_columns(spec)
+    started = time.perf_counter()
+    con = connect(threads)
+    with _errors("building the snapshots"):
+        for where, table, sql in uniqueness_checks(spec):
+            dups = con.execute(sql).fetchall()
+            if dups:
+                listed = ", ".join(f"{k!r} ({n} rows)" for k, n in dups)
+                raise DataError(
+                    f"{where}: table {table!r} must hold one row per key, but {listed} repeat; "
+                    "deduplicate the table (or use an event feature with agg: last for values that change)."
+                )
+        latest = con.execute(bounds_sql(spec)).fetchone()
+        events = [d for d in latest[:-1] if d is not None]
+        bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])
+        sql = snapshot_sql(spec, bounds)
+        con.execute(f"CREATE TEMP TABLE snapshots AS {sql}")
+        summary = _summary(con, spec, bounds, time.perf_counter() - started)
+        _warn_about(con, spec, summary)
+        frame = None
+        if out is None:
+            frame = con.execute("SELECT * FROM snapshots").df()
+        else:
+            summary = dataclasses.replace(summary, path=Path(out))
+            write_snapshots(con, "snapshots", out)
+    return SnapshotResult(frame, dataclasses.replace(summary, seconds=time.perf_counter() - started), sql)
+
+
+@contextlib.contextmanager
+def _errors(doing: str) -> Iterator[None]:
+    """DuckDB's conversion errors (a bad date in a CSV ...) as one :class:`DataError`."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise DataError(
+            f"{doing}: DuckDB could not read the data ({_first_line(exc)}); fix the value in the table "
+            "or the column named in the spec."
+        ) from None
+
+
+def write_snapshots(con: Any, table: str, out: str | os.PathLike) -> Path:
+    """COPY a DuckDB table to CSV or Parquet (by suffix), atomically."""
+    from ml.io import atomic_path
+
+    out = Path(out)
+    name = out.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        options = "FORMAT parquet"
+    elif name.endswith(".csv.gz"):
+        options = "FORMAT csv, HEADER, COMPRESSION gzip"
+    elif name.endswith((".csv", ".txt")):
+        options = "FORMAT csv, HEADER"
+    else:
+        raise DataError(f"{out}: unknown table format {out.suffix!r}; use a .csv or .parquet file.")
+    with atomic_path(out) as tmp:
+        con.execute(f"COPY {ident(table)} TO {literal(str(tmp))} ({options})")
+    return out
+
+
+def _summary(con: Any, spec: SnapshotSpec, bounds: Bounds, seconds: float) -> SnapshotSummary:
+    o = spec.output
+    row = con.execute(
+        f"SELECT COUNT(*), COUNT(DISTINCT {ident(o.id)}), COUNT(DISTINCT {ident(o.date)}), MIN({ident(o.date)}), "
+        f"MAX({ident(o.date)}), COUNT({ident(o.label)}), COALESCE(SUM({ident(o.label)}), 0) FROM snapshots"
+    ).fetchone()
+    rows, customers, n_dates, first, last, labelled, churners = row
+    return SnapshotSummary(
+        rows=rows,
+        customers=customers,
+        dates=n_dates,
+        first_date=first,
+        last_date=last,
+        labelled=labelled,
+        churners=int(churners),
+        censored=rows - labelled,
+        label_end=bounds.label_end,
+        seconds=seconds,
+    )
+
+
+def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary) -> None:
+    if summary.rows == 0:
+        warn(
+            "the snapshot table is empty: no customer has started and not churned by any observation date; "
+            "check customers.start, the churn dates and observations."
+        )
+        return
+    o = spec.output
+    if summary.labelled == 0:
+        warn(
+            f"no row has a label: every date + {spec.horizon_days} days passes the label end "
+            f"({summary.label_end or 'no churn dates'}); set `label_end:` or observe earlier dates."
+        )
+    ch = spec.churn
+    orphans, total = con.execute(
+        f"SELECT COUNT(*) FILTER (WHERE c.__cid IS NULL), COUNT(*) FROM "
+        f"(SELECT DISTINCT CAST({ident(ch.id)} AS VARCHAR) AS id FROM {table_source(spec, ch.table)} AS src "
+        f"WHERE {ident(ch.id)} IS NOT NULL) AS x LEFT JOIN "
+        f"(SELECT DISTINCT CAST({ident(spec.customers.id)} AS VARCHAR) AS __cid FROM "
+        f"{table_source(spec, spec.customers.table)} AS src) AS c ON c.__cid = x.id"
+    ).fetchone()
+    if orphans:
+        warn(
+            f"churn: {orphans:,} of the {total:,} customer ids in {ch.table!r} are not in the customers table "
+            f"{spec.customers.table!r}; their churn is ignored. Check that both use the same ids."
+        )
+    counts = con.execute(
+        "SELECT " + ", ".join(f"COUNT({ident(f.name)})" for f in spec.features) + " FROM snapshots"
+    ).fetchone()
+    empty = [f.name for f, n in zip(spec.features, counts, strict=True) if n == 0]
+    if empty:
+        warn(
+            f"feature(s) {empty} are empty on every one of the {summary.rows:,} rows; check their table, "
+            "`where` and `window`."
+        )
+    statics = [f for f in spec.features if f.kind == "static"]
+    if statics:
+        frame = con.execute(
+            f"SELECT s.*, (ch.__first IS NOT NULL) AS __churned FROM (SELECT {ident(o.id)}, "
+            + ", ".join(f"ANY_VALUE({ident(f.name)}) AS {ident(f.name)}" for f in statics)
+            + f" FROM snapshots GROUP BY 1) AS s LEFT JOIN (SELECT CAST({ident(ch.id)} AS VARCHAR) AS __cid, "
+            f"MIN({ident(ch.date)}) AS __first FROM {table_source(spec, ch.table)} AS src GROUP BY 1) AS ch "
+            f"ON ch.__cid = s.{ident(o.id)}"
+        ).df()
+        for f in statics:
+            evidence = leakage_evidence(frame[f.name], frame["__churned"].to_numpy(dtype=bool))
+            if evidence:
+                warn(
+                    f"static feature {f.name!r} ({f.table}.{f.column}) separates the customers who churn from "
+                    f"the others: {evidence}. A column that describes the customer's final state leaks the label; "
+                    "remove it from the spec, or compute it from dated events."
+                )
+
+
+def _auc(score: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC of ``score`` for the positives ``y`` (ties count half): the Mann-Whitney statistic."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score)
+    pos = int(y.sum())
+    neg = len(y) - pos
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def leakage_evidence(values: pd.Series, churned: np.ndarray) -> str | None:
+    """Evidence text when a per-customer attribute separates eventual churners (AUC >= 0.95), else None.
+
+    Numbers are ranked as they are; other values (up to 50 distinct) by their churn share. Missing
+    values count as their own value. Needs at least 10 customers on each side."""
+    pos = int(churned.sum())
+    if pos < LEAKAGE_MIN_CLASS or len(churned) - pos < LEAKAGE_MIN_CLASS:
+        return None
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric:
+        x = values.to_numpy(dtype=float)
+        ok = ~np.isnan(x)
+        if ok.sum() < len(x) * 0.9 or len(np.unique(x[ok])) < 2:
+            numeric = False
+        else:
+            auc = _auc(x[ok], churned[ok])
+            if max(auc, 1 - auc) < LEAKAGE_AUC:
+                return None
+            med_c, med_o = np.median(x[ok][churned[ok]]), np.median(x[ok][~churned[ok]])
+            return (
+                f"customer-level AUC {max(auc, 1 - auc):.2f} for churning at all "
+                f"(median {med_c:g} among churners, {med_o:g} among the others)"
+            )
+    labels = values.astype("string").fillna("(empty)").to_numpy(dtype=object)
+    codes, uniques = pd.factorize(labels)
+    if len(uniques) < 2 or len(uniques) > LEAKAGE_MAX_LEVELS:
+        return None
+    n = np.bincount(codes, minlength=len(uniques))
+    share = np.bincount(codes, weights=churned, minlength=len(uniques)) / n
+    auc = _auc(share[codes], churned)
+    if auc < LEAKAGE_AUC:
+        return None
+    order = np.argsort(-share)
+    parts = [f"{uniques[i]!r}: {share[i]:.0%} of {n[i]:,} churned" for i in order[:3]]
+    return f"customer-level AUC {auc:.2f} ({'; '.join(parts)})"
