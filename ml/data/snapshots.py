@@ -19,12 +19,11 @@ feature's ``where`` condition, parsed by sqlglot and embedded as an expression.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.data.spec import INTEGER_TYPES, Feature, SnapshotSpec, Window, load_spec
+from ml.data.spec import INTEGER_TYPES, Feature, SnapshotSpec, Window, check_columns, load_spec, table_source
+from ml.data.sql import (
+    as_ts,
+    connect,
+    date_lit,
+    duckdb_errors,
+    ident,
+    literal,
+    render,
+    ts_lit,
+    whole_days,
+    whole_months,
+)
 from ml.errors import CardError, DataError, warn
 
 ENGINES = ("duckdb",)
@@ -42,73 +53,9 @@ LEAKAGE_MAX_LEVELS = 50  # categorical attributes with more distinct values are 
 _SECONDS_PER_DAY = 86400
 
 
-# ---- SQL atoms -----------------------------------------------------------------------------------
-def ident(name: str) -> str:
-    """A quoted identifier (DuckDB dialect): any name, quotes escaped."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: str) -> str:
-    """A SQL string literal, quotes escaped."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def date_lit(d: dt.date) -> str:
-    return f"CAST({literal(d.isoformat())} AS DATE)"
-
-
-def ts_lit(d: dt.date) -> str:
-    return f"CAST({literal(dt.datetime.combine(d, dt.time()).isoformat(sep=' '))} AS TIMESTAMP)"
-
-
-def as_ts(expr: str) -> str:
-    return f"CAST({expr} AS TIMESTAMP)"
-
-
-def whole_days(later: str, earlier: str) -> str:
-    """Whole days from ``earlier`` to ``later`` (timestamps): the floor of the elapsed time in days."""
-    return f"CAST(FLOOR((EPOCH({later}) - EPOCH({earlier})) / {_SECONDS_PER_DAY}) AS BIGINT)"
-
-
-def whole_months(later: str, earlier: str) -> str:
-    """Whole calendar months from ``earlier`` to ``later``: the largest m with earlier + m months <= later."""
-    m0 = f"((YEAR({later}) - YEAR({earlier})) * 12 + MONTH({later}) - MONTH({earlier}))"
-    return f"({m0} - CASE WHEN ADD_MONTHS({earlier}, {m0}) > {later} THEN 1 ELSE 0 END)"
-
-
 def running(expr: str, func: str = "SUM") -> str:
     """``func`` over this customer's dates up to and including the current one."""
     return f"{func}({expr}) OVER (PARTITION BY g.__cid ORDER BY g.k ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-
-
-def table_source(
-    spec: SnapshotSpec, name: str, *, joined: bool = True, typed: bool = True, sources: Mapping[str, str] | None = None
-) -> str:
-    """A FROM-able expression for table ``name``: DuckDB's reader over its files (ids read as text,
-    byte for byte), or ``sources[name]`` (e.g. a Spark view) when given; with its join applied."""
-    table = spec.tables[name]
-    if sources is not None and name in sources:
-        base = sources[name]
-    else:
-        files = "[" + ", ".join(literal(str(p)) for p in table.files) + "]"
-        if table.format == "parquet":
-            base = f"READ_PARQUET({files}, union_by_name = TRUE)"
-        else:
-            types = ""
-            ids = spec.id_columns(name) if typed else []
-            if ids:
-                types = ", types = {" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ids) + "}"
-            base = f"READ_CSV({files}, header = TRUE, union_by_name = TRUE{types})"
-    if not joined or table.join is None:
-        return base
-    j = table.join
-    cols = ", ".join(f"r.{ident(c)}" for c in j.columns)
-    right = table_source(spec, j.table, typed=typed, sources=sources)
-    return (
-        f"(SELECT l.*, {cols} FROM {base} AS l LEFT JOIN "
-        f"(SELECT CAST({ident(j.on)} AS VARCHAR) AS __key, {', '.join(ident(c) for c in j.columns)} "
-        f"FROM {right} AS s) AS r ON CAST(l.{ident(j.on)} AS VARCHAR) = r.__key)"
-    )
 
 
 # ---- the plan: observation dates, windows and partial aggregates ------------------------------------
@@ -142,7 +89,7 @@ def bounds_sql(spec: SnapshotSpec, dialect: str = "duckdb", sources: Mapping[str
     churn = spec.churn
     src = table_source(spec, churn.table, sources=sources)
     parts.append(f"(SELECT MAX(CAST({as_ts(ident(churn.date))} AS DATE)) FROM {src} AS src) AS churn_end")
-    return _render("SELECT " + ", ".join(parts), dialect)
+    return render("SELECT " + ", ".join(parts), dialect)
 
 
 def _groups(spec: SnapshotSpec) -> list[tuple[str, str, str]]:
@@ -276,10 +223,7 @@ def _feature_expr(spec: SnapshotSpec, f: Feature, groups: Mapping[tuple[str, str
         target = spec.feature(f.change_of)  # type: ignore[arg-type]
         cur = _windowed(spec, target, "cur")
         prev = _windowed(spec, target, "prev")
-        return (
-            f"CASE WHEN {prev} IS NULL OR {prev} = 0 THEN NULL "
-            f"ELSE (CAST({cur} AS DOUBLE) - {prev}) / {prev} END"
-        )
+        return f"CASE WHEN {prev} IS NULL OR {prev} = 0 THEN NULL ELSE (CAST({cur} AS DOUBLE) - {prev}) / {prev} END"
     if f.window is not None:
         return _windowed(spec, f, "cur")
     col = f"r.{ident(f.name + '__run')}"
@@ -353,7 +297,11 @@ def snapshot_sql(
             f"agg{g.index} AS (SELECT e.__cid, c.k, {', '.join(_partials(spec, g))} FROM ev{g.index} AS e "
             f"JOIN cover{g.index} AS c ON c.d = e.__day GROUP BY e.__cid, c.k)"
         )
-    head = [f"js AS (SELECT * FROM (VALUES {', '.join(f'({j})' for j in range(1, longest + 1))}) AS v(j))"] if groups else []
+    head = (
+        [f"js AS (SELECT * FROM (VALUES {', '.join(f'({j})' for j in range(1, longest + 1))}) AS v(j))"]
+        if groups
+        else []
+    )
     obs_rows = ", ".join(f"({k}, {date_lit(t)})" for k, t in enumerate(dates))
     head.append(f"obs AS (SELECT * FROM (VALUES {obs_rows}) AS v(k, t))")
     c = spec.customers
@@ -414,42 +362,10 @@ def snapshot_sql(
         "WHERE (r.__start IS NULL OR r.__start <= r.ts) AND (ch.__first IS NULL OR ch.__first >= r.ts) "
         "ORDER BY 1, 2"
     )
-    return _render(f"WITH {', '.join(head + ctes + [grid])} {body}", dialect)
-
-
-def _render(sql: str, dialect: str) -> str:
-    """``sql`` (DuckDB dialect) parsed by sqlglot and written for ``dialect``: one definition for every engine."""
-    import sqlglot
-
-    return sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+    return render(f"WITH {', '.join(head + ctes + [grid])} {body}", dialect)
 
 
 # ---- running it on DuckDB ------------------------------------------------------------------------
-def connect(threads: int | None = None) -> Any:
-    """An in-memory DuckDB connection that never downloads extensions."""
-    import duckdb
-
-    config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    if threads:
-        config["threads"] = threads
-    return duckdb.connect(":memory:", config=config)
-
-
-def describe(con: Any, source: str, where: str) -> dict[str, str]:
-    """Column name -> DuckDB type of a FROM-able expression, or one :class:`DataError` naming ``where``."""
-    import duckdb
-
-    try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {source} AS src").fetchall()
-    except duckdb.Error as exc:
-        raise DataError(f"{where}: could not read the table ({_first_line(exc)}); check the file.") from None
-    return {r[0]: r[1] for r in rows}
-
-
-def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split("\n")[0].split())
-
-
 def uniqueness_checks(spec: SnapshotSpec, sources: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(field, table, SQL) for every table that must hold one row per key: the customers, each static
     attribute's table and each join's lookup table. The SQL returns up to 3 duplicated keys and counts."""
@@ -524,12 +440,10 @@ def build_snapshots(
         raise CardError(f"engine: {engine!r} is not available here; use one of: {', '.join(ENGINES)}.")
     spec = _as_spec(spec)
     if not spec.schemas:
-        from ml.data.spec import check_columns
-
         spec = check_columns(spec)
     started = time.perf_counter()
     con = connect(threads)
-    with _errors("building the snapshots"):
+    with duckdb_errors("building the snapshots"):
         for where, table, sql in uniqueness_checks(spec):
             dups = con.execute(sql).fetchall()
             if dups:
@@ -554,23 +468,9 @@ def build_snapshots(
     return SnapshotResult(frame, dataclasses.replace(summary, seconds=time.perf_counter() - started), sql)
 
 
-@contextlib.contextmanager
-def _errors(doing: str) -> Iterator[None]:
-    """DuckDB's conversion errors (a bad date in a CSV ...) as one :class:`DataError`."""
-    import duckdb
-
-    try:
-        yield
-    except duckdb.Error as exc:
-        raise DataError(
-            f"{doing}: DuckDB could not read the data ({_first_line(exc)}); fix the value in the table "
-            "or the column named in the spec."
-        ) from None
-
-
 def write_snapshots(con: Any, table: str, out: str | os.PathLike) -> Path:
     """COPY a DuckDB table to CSV or Parquet (by suffix), atomically."""
-    from ml.io import atomic_path
+    from ml.data.io import atomic_path
 
     out = Path(out)
     name = out.name.lower()

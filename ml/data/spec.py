@@ -11,6 +11,7 @@ headers and types only) and checks that every table, column and ``where`` expres
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import glob
 import re
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from ml.data.sql import connect, describe, ident, literal
 from ml.errors import CardError, DataError
 
 SPEC_KEYS = (
@@ -337,7 +339,9 @@ def _parse_tables(raw: Any, base: Path | None) -> dict[str, Table]:
             _require(entry, ("path",), where)
             path = entry["path"]
             if entry.get("join") is not None:
-                j = _mapping(entry["join"], f"{where}.join", "{table: subscriptions, on: subscription_id, columns: [account_id]}")
+                j = _mapping(
+                    entry["join"], f"{where}.join", "{table: subscriptions, on: subscription_id, columns: [account_id]}"
+                )
                 _check_keys(j, JOIN_KEYS, f"{where}.join")
                 _require(j, JOIN_KEYS, f"{where}.join")
                 cols = j["columns"]
@@ -574,9 +578,7 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
         if f.kind == "change":
             target = by_name.get(f.change_of)  # type: ignore[arg-type]
             if target is None:
-                raise CardError(
-                    f"{where}.change_of: no feature named {f.change_of!r}; use one of: {_allowed(names)}."
-                )
+                raise CardError(f"{where}.change_of: no feature named {f.change_of!r}; use one of: {_allowed(names)}.")
             if target.kind != "event" or target.window is None or target.agg == "days_since":
                 raise CardError(
                     f"{where}.change_of: {f.change_of!r} is not a windowed aggregate (count, sum, mean, min, max, "
@@ -611,7 +613,7 @@ def load_spec(path: str | Path, *, check_data: bool = True) -> SnapshotSpec:
         raise CardError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', exc)}); fix the syntax.") from exc
     try:
         spec = parse_spec(raw, base=path.resolve().parent)
-        spec = SnapshotSpec(**{**spec.__dict__, "path": path.resolve()})
+        spec = dataclasses.replace(spec, path=path.resolve())
         if check_data:
             spec = check_columns(spec)
     except (CardError, DataError) as exc:
@@ -619,22 +621,50 @@ def load_spec(path: str | Path, *, check_data: bool = True) -> SnapshotSpec:
     return spec
 
 
-# ---- checking the spec against the tables --------------------------------------------------------
+# ---- reading the tables and checking the spec against them ---------------------------------------
+def table_source(
+    spec: SnapshotSpec, name: str, *, joined: bool = True, typed: bool = True, sources: Mapping[str, str] | None = None
+) -> str:
+    """A FROM-able expression for table ``name``: DuckDB's reader over its files (ids read as text,
+    byte for byte), or ``sources[name]`` (e.g. a Spark view) when given; with its join applied."""
+    table = spec.tables[name]
+    if sources is not None and name in sources:
+        base = sources[name]
+    else:
+        files = "[" + ", ".join(literal(str(p)) for p in table.files) + "]"
+        if table.format == "parquet":
+            base = f"READ_PARQUET({files}, union_by_name = TRUE)"
+        else:
+            types = ""
+            ids = spec.id_columns(name) if typed else []
+            if ids:
+                types = ", types = {" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ids) + "}"
+            base = f"READ_CSV({files}, header = TRUE, union_by_name = TRUE{types})"
+    if not joined or table.join is None:
+        return base
+    j = table.join
+    cols = ", ".join(f"r.{ident(c)}" for c in j.columns)
+    right = table_source(spec, j.table, typed=typed, sources=sources)
+    return (
+        f"(SELECT l.*, {cols} FROM {base} AS l LEFT JOIN "
+        f"(SELECT CAST({ident(j.on)} AS VARCHAR) AS __key, {', '.join(ident(c) for c in j.columns)} "
+        f"FROM {right} AS s) AS r ON CAST(l.{ident(j.on)} AS VARCHAR) = r.__key)"
+    )
+
+
 def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
     """Open every table (headers and types only) and check the spec's columns against them; return
     the spec with its ``schemas`` filled. One :class:`DataError` for the first problem found."""
-    from ml.data.snapshots import connect, describe, table_source
-
     con = con or connect()
     schemas: dict[str, dict[str, str]] = {}
     for name, table in spec.tables.items():
         if table.join is None:
-            schemas[name] = describe(con, table_source(spec, name, joined=False), f"tables.{name}")
+            schemas[name] = describe(con, table_source(spec, name, joined=False, typed=False), f"tables.{name}")
     for name, table in spec.tables.items():
         if table.join is None:
             continue
         j = table.join
-        own = describe(con, table_source(spec, name, joined=False), f"tables.{name}")
+        own = describe(con, table_source(spec, name, joined=False, typed=False), f"tables.{name}")
         _need(own, [j.on], name, f"tables.{name}.join.on")
         _need(schemas[j.table], [j.on, *j.columns], j.table, f"tables.{name}.join")
         clash = [c for c in j.columns if c in own]
@@ -677,7 +707,9 @@ def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
                     f"{where}.where: {f.where!r} reads column(s) {missing} that {f.table} does not have "
                     f"(it has: {shown}); fix the condition."
                 )
-            kind = describe(con, f"(SELECT ({f.where}) AS m FROM {table_source(spec, f.table)} AS src)", f"{where}.where")
+            kind = describe(
+                con, f"(SELECT ({f.where}) AS m FROM {table_source(spec, f.table)} AS src)", f"{where}.where"
+            )
             if kind.get("m") != "BOOLEAN":
                 raise DataError(
                     f"{where}.where: {f.where!r} gives {kind.get('m')} values, not true/false; write a condition "
@@ -694,7 +726,7 @@ def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
                         f"features[{i}] ({f.name}).change_of: {target.name!r} is {target.agg} of {ctype} values; "
                         "a relative change needs numbers."
                     )
-    return SnapshotSpec(**{**spec.__dict__, "schemas": schemas})
+    return dataclasses.replace(spec, schemas=schemas)
 
 
 def _need(columns: Mapping[str, str], wanted: Iterable[str | None], table: str, where: str) -> None:
