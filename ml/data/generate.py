@@ -66,11 +66,11 @@ def _terms(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def true_logit(frame: pd.DataFrame) -> np.ndarray:
     """The monthly churn-hazard logit of the ground-truth model for each row of ``frame``."""
-    f = {c: frame[c].to_numpy(dtype=float) for c in _TRUTH_COLUMNS}
+    f = {c: frame[c].to_numpy(dtype=float) for c in TRUTH_COLUMNS}
     return BASE_LOGIT + sum(_terms(f).values())
 
 
-_TRUTH_COLUMNS = (
+TRUTH_COLUMNS = (
     "login_trend",
     "logins_30d",
     "late_invoices_90d",
@@ -84,9 +84,11 @@ _TRUTH_COLUMNS = (
 )
 
 
-def _importance(frame: pd.DataFrame) -> pd.Series:
-    f = {c: frame[c].to_numpy(dtype=float) for c in _TRUTH_COLUMNS}
-    imp = dict.fromkeys([*_TRUTH_COLUMNS, "nps"], 0.0)
+def true_importance(frame: pd.DataFrame) -> pd.Series:
+    """Each truth column's share (summing to 100, largest first) of the mean absolute centred
+    contribution to the true logit over the rows of ``frame`` (interactions split evenly)."""
+    f = {c: frame[c].to_numpy(dtype=float) for c in TRUTH_COLUMNS}
+    imp = dict.fromkeys([*TRUTH_COLUMNS, "nps"], 0.0)
     for name, g in _terms(f).items():
         value = float(np.mean(np.abs(g - g.mean())))
         cols = name.split("*")
@@ -202,7 +204,7 @@ def generate_snapshots(
         "late_invoices_90d",
     ):
         frame[col] = frame[col].astype("int64")
-    return SyntheticData(frame=frame, truth=_importance(frame), horizon_days=horizon_days)
+    return SyntheticData(frame=frame, truth=true_importance(frame), horizon_days=horizon_days)
 
 
 def _customer_index(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray:

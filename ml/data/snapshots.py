@@ -125,23 +125,22 @@ def _plan(spec: SnapshotSpec) -> list[_Group]:
     return groups
 
 
-def _cover_rows(group: _Group, dates: Sequence[dt.date]) -> tuple[list[str], dt.date, int]:
+def _cover_rows(group: _Group, dates: Sequence[dt.date]) -> tuple[list[str], dt.date]:
     """VALUES rows of the group's observation table: k, t, span (days of lookback), bucket start and
     the lower bound of each window (and of the window before it); plus the sentinel day that events
-    older than every window are clamped to, and the longest span."""
+    older than every window are clamped to."""
     first_lows = [w.shift(dates[0], -2 if prev else -1) for w, prev in zip(group.windows, group.previous, strict=True)]
     sentinel = min(first_lows, default=dates[0]) - dt.timedelta(days=1)
-    rows, longest = [], 1
+    rows = []
     for k, t in enumerate(dates):
         lows = [w.shift(t, -1) for w in group.windows]
         prev_lows = [w.shift(t, -2) for w, prev in zip(group.windows, group.previous, strict=True) if prev]
         bucket_from = dates[k - 1] if k else sentinel
         start = min([*lows, *prev_lows, *([bucket_from] if group.buckets else [])], default=t)
         span = (t - start).days
-        longest = max(longest, span)
         cells = [str(k), date_lit(t), str(span), date_lit(bucket_from), *map(date_lit, lows), *map(date_lit, prev_lows)]
         rows.append("(" + ", ".join(cells) + ")")
-    return rows, sentinel, longest
+    return rows, sentinel
 
 
 def _cover_columns(group: _Group) -> list[str]:
@@ -278,18 +277,16 @@ def snapshot_sql(
     groups = _plan(spec)
     by_source = {(g.table, g.id, g.time): g for g in groups}
     ctes: list[str] = []
-    longest = 1
     for g in groups:
-        rows, sentinel, span = _cover_rows(g, dates)
-        longest = max(longest, span)
+        rows, sentinel = _cover_rows(g, dates)
         cols = _cover_columns(g)
         ctes.append(f"obs{g.index} AS (SELECT * FROM (VALUES {', '.join(rows)}) AS v({', '.join(cols)}))")
         flags = [f"d >= lo{i} AS w{i}" for i in range(len(g.windows))]
         flags += [f"d >= plo{i} AND d < lo{i} AS p{i}" for i, p in enumerate(g.previous) if p]
         flags.append("d >= bucket_from AS b")
         ctes.append(
-            f"days{g.index} AS (SELECT o.*, CAST(DATE_ADD(o.t, -js.j) AS DATE) AS d FROM obs{g.index} AS o "
-            f"JOIN js ON js.j <= o.span)"
+            f"days{g.index} AS (SELECT o.*, CAST(DATE_ADD(o.t, -o.j) AS DATE) AS d FROM "
+            f"(SELECT *, UNNEST(GENERATE_SERIES(1, span)) AS j FROM obs{g.index}) AS o)"
         )
         ctes.append(f"cover{g.index} AS (SELECT k, d, {', '.join(flags)} FROM days{g.index})")
         ctes.append(f"ev{g.index} AS ({_events_cte(spec, g, sentinel, last, sources)})")
@@ -297,11 +294,7 @@ def snapshot_sql(
             f"agg{g.index} AS (SELECT e.__cid, c.k, {', '.join(_partials(spec, g))} FROM ev{g.index} AS e "
             f"JOIN cover{g.index} AS c ON c.d = e.__day GROUP BY e.__cid, c.k)"
         )
-    head = (
-        [f"js AS (SELECT * FROM (VALUES {', '.join(f'({j})' for j in range(1, longest + 1))}) AS v(j))"]
-        if groups
-        else []
-    )
+    head = []
     obs_rows = ", ".join(f"({k}, {date_lit(t)})" for k, t in enumerate(dates))
     head.append(f"obs AS (SELECT * FROM (VALUES {obs_rows}) AS v(k, t))")
     c = spec.customers
@@ -417,12 +410,6 @@ class SnapshotResult:
     sql: str = dataclasses.field(repr=False, default="")
 
 
-def _as_spec(spec: SnapshotSpec | str | os.PathLike) -> SnapshotSpec:
-    if isinstance(spec, SnapshotSpec):
-        return spec if spec.schemas or not spec.tables else spec
-    return load_spec(spec)
-
-
 def build_snapshots(
     spec: SnapshotSpec | str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -438,13 +425,35 @@ def build_snapshots(
     when a feature is empty on every row."""
     if engine not in ENGINES:
         raise CardError(f"engine: {engine!r} is not available here; use one of: {', '.join(ENGINES)}.")
-    spec = _as_spec(spec)
+    spec = spec if isinstance(spec, SnapshotSpec) else load_spec(spec)
     if not spec.schemas:
         spec = check_columns(spec)
     started = time.perf_counter()
     con = connect(threads)
+    try:
+        result = _build(con, spec, out, started)
+    finally:
+        con.close()
+    return result
+
+
+def materialize(con: Any, spec: SnapshotSpec) -> dict[str, str]:
+    """Read each CSV table once into a temporary table (DuckDB sniffs a CSV's types each time it is
+    read, which costs more than reading it); Parquet files are read in place. Returns the sources
+    for :func:`snapshot_sql` and the other queries."""
+    sources = {}
+    for name, table in spec.tables.items():
+        if table.format == "csv":
+            target = ident(f"__src_{name}")
+            con.execute(f"CREATE TEMP TABLE {target} AS SELECT * FROM {table_source(spec, name, joined=False)} AS src")
+            sources[name] = target
+    return sources
+
+
+def _build(con: Any, spec: SnapshotSpec, out: str | os.PathLike | None, started: float) -> SnapshotResult:
     with duckdb_errors("building the snapshots"):
-        for where, table, sql in uniqueness_checks(spec):
+        sources = materialize(con, spec)
+        for where, table, sql in uniqueness_checks(spec, sources):
             dups = con.execute(sql).fetchall()
             if dups:
                 listed = ", ".join(f"{k!r} ({n} rows)" for k, n in dups)
@@ -452,13 +461,13 @@ def build_snapshots(
                     f"{where}: table {table!r} must hold one row per key, but {listed} repeat; "
                     "deduplicate the table (or use an event feature with agg: last for values that change)."
                 )
-        latest = con.execute(bounds_sql(spec)).fetchone()
+        latest = con.execute(bounds_sql(spec, sources=sources)).fetchone()
         events = [d for d in latest[:-1] if d is not None]
         bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])
-        sql = snapshot_sql(spec, bounds)
+        sql = snapshot_sql(spec, bounds, sources=sources)
         con.execute(f"CREATE TEMP TABLE snapshots AS {sql}")
         summary = _summary(con, spec, bounds, time.perf_counter() - started)
-        _warn_about(con, spec, summary)
+        _warn_about(con, spec, summary, sources)
         frame = None
         if out is None:
             frame = con.execute("SELECT * FROM snapshots").df()
@@ -508,7 +517,7 @@ def _summary(con: Any, spec: SnapshotSpec, bounds: Bounds, seconds: float) -> Sn
     )
 
 
-def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary) -> None:
+def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary, sources: Mapping[str, str]) -> None:
     if summary.rows == 0:
         warn(
             "the snapshot table is empty: no customer has started and not churned by any observation date; "
@@ -524,10 +533,10 @@ def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary) -> None:
     ch = spec.churn
     orphans, total = con.execute(
         f"SELECT COUNT(*) FILTER (WHERE c.__cid IS NULL), COUNT(*) FROM "
-        f"(SELECT DISTINCT CAST({ident(ch.id)} AS VARCHAR) AS id FROM {table_source(spec, ch.table)} AS src "
+        f"(SELECT DISTINCT CAST({ident(ch.id)} AS VARCHAR) AS id FROM {table_source(spec, ch.table, sources=sources)} AS src "
         f"WHERE {ident(ch.id)} IS NOT NULL) AS x LEFT JOIN "
         f"(SELECT DISTINCT CAST({ident(spec.customers.id)} AS VARCHAR) AS __cid FROM "
-        f"{table_source(spec, spec.customers.table)} AS src) AS c ON c.__cid = x.id"
+        f"{table_source(spec, spec.customers.table, sources=sources)} AS src) AS c ON c.__cid = x.id"
     ).fetchone()
     if orphans:
         warn(
@@ -549,7 +558,7 @@ def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary) -> None:
             f"SELECT s.*, (ch.__first IS NOT NULL) AS __churned FROM (SELECT {ident(o.id)}, "
             + ", ".join(f"ANY_VALUE({ident(f.name)}) AS {ident(f.name)}" for f in statics)
             + f" FROM snapshots GROUP BY 1) AS s LEFT JOIN (SELECT CAST({ident(ch.id)} AS VARCHAR) AS __cid, "
-            f"MIN({ident(ch.date)}) AS __first FROM {table_source(spec, ch.table)} AS src GROUP BY 1) AS ch "
+            f"MIN({ident(ch.date)}) AS __first FROM {table_source(spec, ch.table, sources=sources)} AS src GROUP BY 1) AS ch "
             f"ON ch.__cid = s.{ident(o.id)}"
         ).df()
         for f in statics:

@@ -632,14 +632,15 @@ def table_source(
         base = sources[name]
     else:
         files = "[" + ", ".join(literal(str(p)) for p in table.files) + "]"
+        union = ", union_by_name = TRUE" if len(table.files) > 1 else ""  # costly: only for several files
         if table.format == "parquet":
-            base = f"READ_PARQUET({files}, union_by_name = TRUE)"
+            base = f"READ_PARQUET({files}{union})"
         else:
             types = ""
             ids = spec.id_columns(name) if typed else []
             if ids:
                 types = ", types = {" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ids) + "}"
-            base = f"READ_CSV({files}, header = TRUE, union_by_name = TRUE{types})"
+            base = f"READ_CSV({files}, header = TRUE{union}{types})"
     if not joined or table.join is None:
         return base
     j = table.join
@@ -655,7 +656,12 @@ def table_source(
 def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
     """Open every table (headers and types only) and check the spec's columns against them; return
     the spec with its ``schemas`` filled. One :class:`DataError` for the first problem found."""
-    con = con or connect()
+    if con is None:
+        con = connect()
+        try:
+            return check_columns(spec, con)
+        finally:
+            con.close()
     schemas: dict[str, dict[str, str]] = {}
     for name, table in spec.tables.items():
         if table.join is None:
@@ -707,9 +713,8 @@ def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
                     f"{where}.where: {f.where!r} reads column(s) {missing} that {f.table} does not have "
                     f"(it has: {shown}); fix the condition."
                 )
-            kind = describe(
-                con, f"(SELECT ({f.where}) AS m FROM {table_source(spec, f.table)} AS src)", f"{where}.where"
-            )
+            empty = _empty_table(con, f.table, cols)
+            kind = describe(con, f"(SELECT ({f.where}) AS m FROM {empty} AS src)", f"{where}.where")
             if kind.get("m") != "BOOLEAN":
                 raise DataError(
                     f"{where}.where: {f.where!r} gives {kind.get('m')} values, not true/false; write a condition "
@@ -727,6 +732,13 @@ def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
                         "a relative change needs numbers."
                     )
     return dataclasses.replace(spec, schemas=schemas)
+
+
+def _empty_table(con: Any, name: str, columns: Mapping[str, str]) -> str:
+    """An empty temporary table with these columns and types (to check an expression without reading data)."""
+    table = ident(f"__empty_{name}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{ident(c)} {t}' for c, t in columns.items())})")
+    return table
 
 
 def _need(columns: Mapping[str, str], wanted: Iterable[str | None], table: str, where: str) -> None:

@@ -29,11 +29,11 @@ def literal(value: str) -> str:
 
 
 def date_lit(d: dt.date) -> str:
-    return f"CAST({literal(d.isoformat())} AS DATE)"
+    return f"DATE {literal(d.isoformat())}"
 
 
 def ts_lit(d: dt.date) -> str:
-    return f"CAST({literal(dt.datetime.combine(d, dt.time()).isoformat(sep=' '))} AS TIMESTAMP)"
+    return f"TIMESTAMP {literal(dt.datetime.combine(d, dt.time()).isoformat(sep=' '))}"
 
 
 def as_ts(expr: str) -> str:
@@ -59,14 +59,23 @@ def render(sql: str, dialect: str = "duckdb") -> str:
     return sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
 
 
+_DATABASES: dict[int | None, Any] = {}
+
+
 def connect(threads: int | None = None) -> Any:
-    """An in-memory DuckDB connection that never downloads extensions."""
+    """A connection to an in-memory DuckDB database that never downloads extensions.
+
+    Opening a database costs ~0.1 s, a connection to it ~0.1 ms: the database is opened once per
+    process (per thread count) and each caller gets its own connection (temp tables are its own);
+    close it when done."""
     import duckdb
 
-    config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    if threads:
-        config["threads"] = threads
-    return duckdb.connect(":memory:", config=config)
+    if threads not in _DATABASES:
+        config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        if threads:
+            config["threads"] = threads
+        _DATABASES[threads] = duckdb.connect(":memory:", config=config)
+    return _DATABASES[threads].cursor()
 
 
 def first_line(exc: BaseException) -> str:
