@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from ml.card import Card
-from ml.data.generate import generate_snapshots
-from ml.data.io import latest_snapshots, write_table
-from ml.errors import quiet
+from ml.data.io import latest_snapshots, read_table, write_table
+from ml.data.raw import HORIZON_DAYS, dates_for_months, generate_raw, write_raw
+from ml.data.snapshots import SnapshotSummary, build_snapshots
+from ml.errors import quiet, warn
 from ml.model.additive import LEARNED_CARD, learned_card_reason, learned_card_yaml
 from ml.model.booster import HealthModel
 from ml.model.evaluate import evaluate, side_by_side
@@ -190,8 +191,8 @@ def tracked_training(
 
 @dataclass
 class DemoResult:
-    """What ``demo`` produced: the training result, the manual card's scores, the latest predictions
-    and the paths it wrote."""
+    """What ``demo`` produced: the snapshots built from the raw tables (and the build's summary), the
+    manual card's scores, the training result, the latest predictions and the paths it wrote."""
 
     card: Card
     snapshots: pd.DataFrame
@@ -201,6 +202,8 @@ class DemoResult:
     paths: dict[str, Path]
     alerts: pd.DataFrame | None = None  # the latest month's alerts (the card's rules on the history)
     monitor: dict[str, Any] | None = None  # `healthscore monitor` on the history
+    build: SnapshotSummary | None = None  # what `healthscore snapshots` printed for the raw tables
+    truth: pd.Series | None = None  # the generator's true importances
 
 
 def demo(
@@ -208,20 +211,23 @@ def demo(
     out_dir: str | Path = "models",
     *,
     customers: int = 2000,
-    months: int = 12,
+    months: int = 24,
     seed: int = 0,
     track: bool = True,
     progress: Callable[..., None] = _noop,
 ) -> DemoResult:
-    """The whole job on built-in synthetic data: generate snapshots, score them with the manual card,
-    train (an MLflow run when ``track``), predict and explain each customer's latest snapshot, and
-    write the report. Files land in ``out_dir`` (see the README's table)."""
+    """The whole job from raw tables: generate the raw tables (accounts, usage events, tickets,
+    invoices, churn events ...; observation dates 90 days apart over ``months``), build the snapshots with
+    the demo spec, score them with the manual card, train (an MLflow run when ``track``) on the rows
+    whose label is known, predict and explain each customer's latest snapshot, and write the report.
+    Files land in ``out_dir`` (see the README's table)."""
     from ml.report.report import write_report
     from ml.serving.bundle import load_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
+        "raw": out / "demo-raw",
         "snapshots": out / "demo-snapshots.csv",
         "manual_scores": out / "demo-manual-scores.csv",
         "model": out / "demo",
@@ -231,25 +237,37 @@ def demo(
         "alerts": out / "demo-alerts.csv",
         "monitor": out / "demo-monitor.json",
     }
-    progress("generating synthetic snapshots")
-    data = generate_snapshots(customers, months, seed=seed, horizon_days=card.horizon_days)
-    write_table(data.frame, paths["snapshots"])
+    if card.horizon_days != HORIZON_DAYS:
+        warn(
+            f"the demo's snapshots label churn within {HORIZON_DAYS} days, but the card's horizon_days is "
+            f"{card.horizon_days}; set horizon_days: {HORIZON_DAYS} in the card to match."
+        )
+    progress("generating raw tables")
+    raw = generate_raw(customers, dates_for_months(months), seed=seed)
+    paths["spec"] = write_raw(raw, paths["raw"])
+    progress("building snapshots from the raw tables")
+    build = build_snapshots(paths["spec"], paths["snapshots"]).summary
+    frame = read_table(paths["snapshots"])
     progress("scoring with the manual card")
-    manual = score_table(card, data.frame)
+    manual = score_table(card, frame)
     write_table(manual, paths["manual_scores"])
+    # the latest rows have no label yet (their horizon passes the end of the data): train on the others
+    labelled = frame
+    if card.label_column and card.label_column in frame:
+        labelled = frame[frame[card.label_column].notna()].reset_index(drop=True)
     if track:
-        result = tracked_training(card, data.frame, paths["model"], data_path=paths["snapshots"], progress=progress)
+        result = tracked_training(card, labelled, paths["model"], data_path=paths["snapshots"], progress=progress)
     else:
-        result = train(card, data.frame, paths["model"], progress=progress)
+        result = train(card, labelled, paths["model"], progress=progress)
     progress("scoring and explaining the latest snapshot")
-    latest = latest_snapshots(data.frame, card)
+    latest = latest_snapshots(frame, card)
     preds = result.model.predict(latest)
     write_table(preds, paths["predictions"])
     loaded = load_model(paths["model"])
-    alerts, monitored = demo_history(loaded, data.frame, paths, months=min(DEMO_HISTORY_MONTHS, months), track=track)
+    alerts, monitored = demo_history(loaded, frame, paths, months=min(DEMO_HISTORY_MONTHS, months), track=track)
     progress("writing the report")
     write_report(loaded, latest, paths["report"], history=paths["history"])
-    return DemoResult(card, data.frame, manual, result, preds, paths, alerts, monitored)
+    return DemoResult(card, frame, manual, result, preds, paths, alerts, monitored, build=build, truth=raw.truth)
 
 
 DEMO_HISTORY_MONTHS = 6
@@ -281,7 +299,8 @@ def demo_history(
     if card.alerts:
         alerts = evaluate_alerts(paths["history"], card)
         write_table(alerts, paths["alerts"])
-    result = monitor(model, paths["history"], labelled=frame)
+    known = frame[frame[card.label_column].notna()] if card.label_column in frame else frame  # not censored
+    result = monitor(model, paths["history"], labelled=known)
     if track:
         run_id, parent = log_monitor_run(result, model)
         result["mlflow"] = {"run_id": run_id, "training_run_id": parent}

@@ -13,15 +13,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from snapshot_reference import assert_same, parse_span, reference, shift
 
-from ml.data.snapshots import build_snapshots, leakage_evidence, resolve_bounds, snapshot_sql
-from ml.data.spec import check_columns, load_spec, parse_spec
-from ml.errors import CardError, DataError, HealthScoreWarning
+from ml.data.snapshots import build_snapshots
+from ml.data.spec import check_columns, parse_spec
+from ml.errors import HealthScoreWarning
 
 IDS = ["007", "7", "C 1", "a'b", 'q"x', "é"]  # leading zeros, quotes and non-ASCII stay byte for byte
 WHERES = {

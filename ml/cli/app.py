@@ -51,7 +51,7 @@ def boundary(func):
             with warnings.catch_warnings():
                 warnings.simplefilter("always", HealthScoreWarning)
                 return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, typer.BadParameter):
             raise
         except HealthScoreError as exc:
             _err(f"error: {' '.join(str(exc).split())}")
@@ -104,26 +104,67 @@ DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv o
 @app.command()
 @boundary
 def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the snapshots (.csv or .parquet).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write snapshots here (.csv or .parquet).", dir_okay=False)
+    ] = None,
+    raw: Annotated[
+        Path | None,
+        typer.Option("--raw", help="Instead, write raw tables (and their snapshot spec, spec.yaml) into this folder."),
+    ] = None,
     customers: Annotated[int, typer.Option("--customers", "-n", min=1, help="Number of customers.")] = 2000,
-    months: Annotated[int, typer.Option("--months", "-m", min=1, help="Monthly snapshots per customer.")] = 12,
+    months: Annotated[
+        int,
+        typer.Option("--months", "-m", min=1, help="Monthly snapshots (with --raw: months of dates 90 days apart)."),
+    ] = 12,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed: same seed, same data.")] = 0,
-    horizon_days: Annotated[int, typer.Option("--horizon-days", min=1, help="Churn horizon of the label.")] = 90,
+    horizon_days: Annotated[
+        int, typer.Option("--horizon-days", min=1, help="Churn horizon of the label (--out; raw tables: 90).")
+    ] = 90,
     truth: Annotated[Path | None, typer.Option("--truth", help="Also write the true importances (CSV).")] = None,
 ) -> None:
-    """Generate seeded synthetic snapshots with a known ground-truth churn model."""
-    from ml.data.generate import generate_snapshots
+    """Generate seeded synthetic data with a known ground-truth churn model: snapshots (--out), or the
+    raw tables they come from (--raw DIR: accounts, subscriptions, usage events, tickets, CS interactions,
+    invoices, churn events) for `healthscore snapshots`."""
     from ml.data.io import write_table
 
-    data = generate_snapshots(customers, months, seed=seed, horizon_days=horizon_days)
-    write_table(data.frame, out)
+    if (out is None) == (raw is None):
+        raise typer.BadParameter("give exactly one of --out (snapshots) or --raw DIR (raw tables).")
+    if raw is not None:
+        from ml.data.raw import dates_for_months, generate_raw, write_raw
+
+        data = generate_raw(customers, dates_for_months(months), seed=seed)
+        spec = write_raw(data, raw)
+        if truth is not None:
+            write_table(data.truth.rename_axis("column").reset_index(), truth)
+        render.print_raw_tables(data, raw, spec)
+        return
+    from ml.data.generate import generate_snapshots
+
+    snaps = generate_snapshots(customers, months, seed=seed, horizon_days=horizon_days)
+    write_table(snaps.frame, out)
     if truth is not None:
-        write_table(data.truth.rename_axis("column").reset_index(), truth)
-    f = data.frame
+        write_table(snaps.truth.rename_axis("column").reset_index(), truth)
+    f = snaps.frame
     typer.echo(
         f"wrote {len(f):,} snapshots of {f['customer_id'].nunique():,} customers to {out} "
         f"(churn within {horizon_days} days: {f['churned'].mean():.1%})"
     )
+
+
+@app.command()
+@boundary
+def snapshots(
+    spec: Annotated[Path, typer.Option("--spec", help="The snapshot spec (YAML).", dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the snapshots (.csv or .parquet).")],
+    engine: Annotated[str, typer.Option("--engine", help="SQL engine: duckdb (embedded).")] = "duckdb",
+) -> None:
+    """Build the snapshot table (one row per customer per observation date: point-in-time indicators and
+    the churn label) from raw CSV/Parquet tables, as the spec says."""
+    from ml.data.snapshots import build_snapshots
+    from ml.data.spec import load_spec
+
+    result = build_snapshots(load_spec(spec), out, engine=engine)
+    render.print_snapshot_summary(result.summary)
 
 
 @app.command()
@@ -156,7 +197,9 @@ def score(
 @boundary
 def demo(
     customers: Annotated[int, typer.Option("--customers", "-n", min=200, help="Customers to generate.")] = 2000,
-    months: Annotated[int, typer.Option("--months", min=3, help="Months of snapshots.")] = 12,
+    months: Annotated[
+        int, typer.Option("--months", min=3, help="Months of snapshots (observation dates 90 days apart).")
+    ] = 24,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed.")] = 0,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Card (default: the built-in default card).")
@@ -164,8 +207,8 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the demo writes its files.")] = Path("models"),
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the training to MLflow.")] = True,
 ) -> None:
-    """The whole job on built-in synthetic data: generate, score with the manual card, train (an MLflow
-    run), calibrate, explain and write the report."""
+    """The whole job on built-in synthetic data: generate raw tables, build the snapshots, score with the
+    manual card, train (an MLflow run), calibrate, explain and write the report."""
     from ml.card import load_card
     from ml.pipeline import demo as run_demo
 

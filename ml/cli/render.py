@@ -240,8 +240,10 @@ def print_demo(r, tracked: bool) -> None:
     card, p = r.card, r.paths
     typer.echo(
         f"generated {len(r.snapshots):,} snapshots of {r.snapshots[card.id_column].nunique():,} customers "
-        f"-> {p['snapshots']}"
+        f"from the raw tables in {p['raw']} -> {p['snapshots']}"
     )
+    if r.build is not None:
+        typer.echo(f"  {_label_text(r.build)}")
     print_band_summary(r.manual_scores, card)
     print_weights(r.train.weights)
     print_metrics(r.train.metrics, card)
@@ -391,3 +393,32 @@ def print_monitor(result, out=None) -> None:
         typer.echo(f"MLflow monitor run {m['run_id']}{linked}")
     if out:
         typer.echo(f"monitor report -> {out}")
+
+
+def _label_text(s) -> str:
+    rate = "-" if s.churn_rate is None else f"{s.churn_rate:.1%}"
+    text = f"{s.labelled:,} rows labelled (churned: {rate})"
+    if s.censored:
+        text += (
+            f", {s.censored:,} without a label yet (their horizon passes the label end "
+            f"{s.label_end or '(no churn dates)'}; train leaves them out)"
+        )
+    return text
+
+
+def print_snapshot_summary(s) -> None:
+    """One build of ``healthscore snapshots``: rows, customers, dates, labels and time."""
+    import typer
+
+    dates = f"{s.dates:,} dates" + (f" ({s.first_date} to {s.last_date})" if s.first_date else "")
+    typer.echo(f"built {s.rows:,} snapshots of {s.customers:,} customers at {dates} -> {s.path} in {s.seconds:.1f}s")
+    typer.echo(f"  {_label_text(s)}")
+
+
+def print_raw_tables(data, folder, spec) -> None:
+    """What ``healthscore generate --raw`` wrote, and the command that builds the snapshots."""
+    import typer
+
+    sizes = ", ".join(f"{name} {len(frame):,}" for name, frame in data.tables.items())
+    typer.echo(f"wrote raw tables to {folder} (rows: {sizes}) and their snapshot spec {spec}")
+    typer.echo(f"next: healthscore snapshots --spec {spec} --out snapshots.parquet")

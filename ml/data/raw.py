@@ -1,20 +1,22 @@
 """Seeded raw tables (accounts, subscriptions, usage events, tickets, CS interactions, invoices, churn
 events) whose churn comes from the same ground truth as :func:`ml.data.generate.generate_snapshots`.
 
-Time runs in 30-day periods: observation date ``t_p = start + 30 p days`` and period p is the 30 days
-before it, ``[t_p - 30 days, t_p)``. Each customer's usage, support and billing drift period to period
-(AR(1) latents) and become dated events. At each observation date the generator computes, from its
-own events and by the snapshot rules, exactly the indicators that ``configs/snapshots/demo.yaml``
-builds (logins in the last 30 days and their change against the 30 days before, CSAT of the tickets
-closed in the last 90 days, late invoices due in the last 90 days, tenure in whole months ...), and
-the customer churns within the next period with the probability of the true model
-(:func:`ml.data.generate.true_logit`; an unknown trend, response time or resolution rate counts as
-neutral). So the snapshots built from these tables carry a known truth: :attr:`RawData.expected`
-is the table the builder must produce and :attr:`RawData.truth` each indicator's true importance.
+Events are simulated in 30-day periods: each customer's usage, support and billing drift period to
+period (AR(1) latents, and a usage level that keeps its direction for a while) and become dated
+events. Observation dates are 90 days apart, the label's horizon. At each one the generator computes,
+from its own events and by the snapshot rules, exactly the indicators that
+``configs/snapshots/demo.yaml`` builds (logins in the last 30 days, the change of the last 60 days'
+logins against the 60 before, CSAT of the tickets closed in the last 90 days, late invoices due in
+the last 90 days, tenure in whole months ...); a live customer then churns within the next 90 days
+with the probability of the true model (:func:`ml.data.generate.true_logit`; an unknown trend,
+response time or resolution rate counts as neutral). So every label is one draw of the true model
+given the row's own indicators, and the built snapshots carry a known truth:
+:attr:`RawData.expected` is the table the builder must produce and :attr:`RawData.truth` each
+indicator's true importance over the labelled rows.
 
-Three periods of history precede the first observation date, so its 90-day windows are full; one
-period follows the last, so its customers can churn (the latest rows stay unlabelled: their horizon
-passes the end of the data).
+Four periods of history precede the first observation date, so its windows are full; 90 days follow
+the last one, whose rows stay unlabelled unless the customer churned (their horizon passes the
+latest churn date).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from ml.data.generate import PLANS, SEGMENTS, true_importance, true_logit
 from ml.data.io import write_table
 from ml.errors import DataError
 
-PERIOD_DAYS = 30
-HISTORY = 3  # periods of events before the first observation date
+PERIOD_DAYS = 30  # events are simulated period by period
+STEP = 3  # periods between observation dates: 90 days, the label's horizon
+HISTORY = 4  # periods of events before the first observation date (the trend compares 60-day windows)
+HORIZON_DAYS = STEP * PERIOD_DAYS
 TABLE_FILES = {
     "accounts": "accounts.csv",
     "subscriptions": "subscriptions.csv",
@@ -56,6 +60,11 @@ class RawData:
     expected: pd.DataFrame
     truth: pd.Series
     horizon_days: int
+
+
+def dates_for_months(months: int) -> int:
+    """Observation dates 90 days apart that span about ``months`` months (at least 2)."""
+    return max(2, months // STEP + 1)
 
 
 def demo_spec_path() -> Path:
@@ -105,28 +114,21 @@ def _events(rng, counts: np.ndarray, period_starts: np.ndarray, not_before: np.n
     return who[keep], period[keep], when[keep]
 
 
-def generate_raw(
-    n_customers: int = 2000,
-    n_periods: int = 12,
-    *,
-    seed: int = 0,
-    horizon_days: int = 90,
-    start: str = "2023-01-01",
-) -> RawData:
-    """Raw tables for ``n_customers`` over ``n_periods`` observation dates 30 days apart (see the module
+def generate_raw(n_customers: int = 2000, n_dates: int = 5, *, seed: int = 0, start: str = "2023-01-01") -> RawData:
+    """Raw tables for ``n_customers`` over ``n_dates`` observation dates 90 days apart (see the module
     docstring). Same seed, same tables."""
-    if n_customers < 1 or n_periods < 1:
-        raise DataError(f"need at least 1 customer and 1 period, got customers={n_customers}, periods={n_periods}.")
-    if horizon_days < 1:
-        raise DataError(f"horizon_days must be positive, got {horizon_days}.")
+    if n_customers < 1 or n_dates < 1:
+        raise DataError(f"need at least 1 customer and 1 date, got customers={n_customers}, dates={n_dates}.")
+    horizon_days = HORIZON_DAYS
     rng = np.random.default_rng(seed)
     n = n_customers
     t0 = np.datetime64(pd.Timestamp(start).date(), "s")
-    # period j covers [t0 + (j - HISTORY - 1) * 30 days, + 30 days): periods 0..HISTORY-1 are history,
-    # period HISTORY + p ends at observation date p; the last period follows the last observation date
-    n_all = HISTORY + n_periods + 1
-    period_starts = t0 + (np.arange(n_all) - HISTORY) * PERIOD_DAYS * _DAY - PERIOD_DAYS * _DAY
-    obs = t0 + np.arange(n_periods) * PERIOD_DAYS * _DAY
+    # period j covers [t0 + (j - HISTORY) * 30 days, + 30 days): the first HISTORY periods precede the
+    # first observation date, period HISTORY + STEP * p - 1 ends at observation date p, and the last
+    # STEP periods follow the last observation date (its horizon)
+    n_all = HISTORY + STEP * n_dates
+    period_starts = t0 + (np.arange(n_all) - HISTORY) * PERIOD_DAYS * _DAY
+    obs = t0 + np.arange(n_dates) * STEP * PERIOD_DAYS * _DAY
     data_end = period_starts[-1] + PERIOD_DAYS * _DAY
 
     ids = np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), max(6, len(str(n)))))
@@ -136,7 +138,7 @@ def generate_raw(
     signup_days = np.where(
         existing,
         -rng.integers(1, 49 * 30, size=n),  # up to four years before the first observation date
-        (rng.integers(1, max(n_periods, 2), size=n) - 1) * PERIOD_DAYS + rng.integers(1, PERIOD_DAYS, size=n),
+        (rng.integers(1, max(n_dates, 2), size=n) - 1) * HORIZON_DAYS + rng.integers(1, HORIZON_DAYS, size=n),
     )
     signup = t0 + signup_days * _DAY
     base_activity = rng.normal(0, 0.45, size=n) + 0.15 * plan_idx
@@ -147,16 +149,20 @@ def generate_raw(
 
     # latent drift per period, then the period's counts
     shape = (n, n_all)
-    z = {k: np.zeros(shape) for k in ("act", "srv", "tix", "pay", "ops")}
-    rho = {"act": 0.8, "srv": 0.9, "tix": 0.9, "pay": 0.92, "ops": 0.9}
+    z = {k: np.zeros(shape) for k in ("act", "trend", "srv", "tix", "pay", "ops")}
+    rho = {"act": 0.95, "trend": 0.9, "srv": 0.9, "tix": 0.9, "pay": 0.92, "ops": 0.9}
     prev = {k: rng.standard_normal(n) for k in z}
     for j in range(n_all):
         for k in z:
             prev[k] = _ar1(rng, prev[k], rho[k])
             z[k][:, j] = prev[k]
-    login_rate = np.exp(2.8 + base_activity[:, None] + 0.45 * z["act"])
+    # the direction of usage persists: a slowly reverting level pushed by a persistent trend latent
+    level = np.zeros(shape)
+    for j in range(1, n_all):
+        level[:, j] = 0.8 * level[:, j - 1] + 0.1 * z["trend"][:, j]
+    login_rate = np.exp(2.8 + base_activity[:, None] + 0.3 * z["act"] + level)
     logins = rng.poisson(login_rate)
-    uses = rng.poisson(0.6 * login_rate)
+    uses = rng.poisson(0.4 * login_rate)
     tickets_n = rng.poisson(np.exp(0.2 + 0.5 * z["tix"] + 0.3 * seg_idx[:, None]))
     touches = rng.poisson(np.broadcast_to(interact_rate[:, None], shape))
 
@@ -193,9 +199,9 @@ def generate_raw(
         onboarded_at[todo] = period_starts[j] + rng.integers(0, PERIOD_DAYS * 86400, todo.sum()) * _SECOND
     onboarded_at[onboarded_at >= data_end] = np.datetime64("NaT")
 
-    # the indicators at each observation date p (period HISTORY + p is the 30 days before it)
-    cur = slice(HISTORY, HISTORY + n_periods)
-    prv = slice(HISTORY - 1, HISTORY - 1 + n_periods)
+    # the indicators at each observation date p (period HISTORY + STEP * p - 1 is the 30 days before it)
+    cur = HISTORY - 1 + STEP * np.arange(n_dates)
+    prv = cur - 2  # the 60 days before the last 60
     per = {
         "logins": _bucket(n, n_all, lw, lp),
         "minutes": _bucket(n, n_all, uw, up, minutes),
@@ -215,10 +221,12 @@ def generate_raw(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         t90 = {k: _window_sum(v, 3)[:, cur] for k, v in per.items()}
-        prev_logins = per["logins"][:, prv]
+        logins_60d = _window_sum(per["logins"], 2)
+        now, before = logins_60d[:, cur], logins_60d[:, prv]
         feats = {
             "logins_30d": per["logins"][:, cur].astype(float),
-            "login_trend": np.where(prev_logins > 0, (per["logins"][:, cur] - prev_logins) / prev_logins, np.nan),
+            "logins_60d": now.astype(float),
+            "login_trend": np.where(before > 0, (now - before) / before, np.nan),
             "minutes_30d": per["minutes"][:, cur],
             "interactions_30d": per["touches"][:, cur].astype(float),
             "tickets_30d": per["tickets"][:, cur].astype(float),
@@ -238,7 +246,7 @@ def generate_raw(
     # churn: at each observation date a live customer churns within the next period with the true hazard
     churn_date = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
     rows = []
-    for p in range(n_periods):
+    for p in range(n_dates):
         alive = (signup <= obs[p]) & (np.isnat(churn_date) | (churn_date >= obs[p]))
         if not alive.any():
             continue
@@ -247,7 +255,7 @@ def generate_raw(
         hazard_frame = frame.fillna(NEUTRAL)
         eta = true_logit(hazard_frame)
         churns = rng.random(len(idx)) < 1 / (1 + np.exp(-eta))
-        churn_date[idx[churns]] = obs[p] + rng.integers(0, PERIOD_DAYS, churns.sum()) * _DAY
+        churn_date[idx[churns]] = obs[p] + rng.integers(0, HORIZON_DAYS, churns.sum()) * _DAY
         frame.insert(0, "customer_id", ids[idx])
         frame.insert(1, "snapshot_date", pd.Timestamp(obs[p]))
         frame["_idx"] = idx
