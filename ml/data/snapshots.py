@@ -364,7 +364,7 @@ def uniqueness_checks(spec: SnapshotSpec, sources: Mapping[str, str] | None = No
     attribute's table and each join's lookup table. The SQL returns up to 3 duplicated keys and counts."""
     checks = [("customers.id", spec.customers.table, spec.customers.id)]
     checks += [(f"features ({f.name}).table", f.table, f.id) for f in spec.features if f.kind == "static"]  # type: ignore[misc]
-    checks += [(f"tables.{t.name}.join", t.join.table, t.join.on) for t in spec.tables.values() if t.join]
+    checks += [(f"tables.{t.name}.join", t.join.table, t.join.key) for t in spec.tables.values() if t.join]
     out, seen = [], set()
     for where, table, key in checks:
         if (table, key) in seen:

@@ -38,7 +38,7 @@ SPEC_KEYS = (
 )
 REQUIRED_SPEC_KEYS = ("tables", "customers", "churn", "observations", "features")
 TABLE_KEYS = ("path", "join")
-JOIN_KEYS = ("table", "on", "columns")
+JOIN_KEYS = ("table", "key", "columns")
 CUSTOMERS_KEYS = ("table", "id", "start")
 CHURN_KEYS = ("table", "id", "date")
 OBSERVATION_KEYS = ("every", "start", "end")
@@ -88,6 +88,11 @@ def _allowed(keys: Iterable[str]) -> str:
 
 def _check_keys(found: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
     unknown = [k for k in found if k not in allowed]
+    if any(isinstance(k, bool) for k in unknown):
+        raise CardError(
+            f"{where}: YAML read a key as {next(k for k in unknown if isinstance(k, bool))} (it does that to unquoted "
+            f"on, off, yes, no); allowed keys are: {_allowed(allowed)}. Fix the key or quote it."
+        )
     if unknown:
         raise CardError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
@@ -176,7 +181,7 @@ class Join:
     """Columns looked up from another table by a key (e.g. usage -> subscriptions -> account_id)."""
 
     table: str
-    on: str
+    key: str  # the column both tables share (e.g. subscription_id)
     columns: tuple[str, ...]
 
 
@@ -304,10 +309,10 @@ class SnapshotSpec:
         cols += [f.id for f in self.features if f.table == table and f.id]
         t = self.tables[table]
         if t.join:
-            cols.append(t.join.on)
+            cols.append(t.join.key)
         for other in self.tables.values():
             if other.join and other.join.table == table:
-                cols.append(other.join.on)
+                cols.append(other.join.key)
         return list(dict.fromkeys(cols))
 
     def to_yaml(self) -> str:
@@ -340,7 +345,9 @@ def _parse_tables(raw: Any, base: Path | None) -> dict[str, Table]:
             path = entry["path"]
             if entry.get("join") is not None:
                 j = _mapping(
-                    entry["join"], f"{where}.join", "{table: subscriptions, on: subscription_id, columns: [account_id]}"
+                    entry["join"],
+                    f"{where}.join",
+                    "{table: subscriptions, key: subscription_id, columns: [account_id]}",
                 )
                 _check_keys(j, JOIN_KEYS, f"{where}.join")
                 _require(j, JOIN_KEYS, f"{where}.join")
@@ -351,7 +358,7 @@ def _parse_tables(raw: Any, base: Path | None) -> dict[str, Table]:
                     raise CardError(f"{where}.join.columns: expected a list of column names, got {j['columns']!r}.")
                 join = Join(
                     table=_column(j["table"], f"{where}.join.table"),
-                    on=_column(j["on"], f"{where}.join.on"),
+                    key=_column(j["key"], f"{where}.join.key"),
                     columns=tuple(cols),
                 )
         else:
@@ -637,7 +644,8 @@ def table_source(
             base = f"READ_PARQUET({files}{union})"
         else:
             types = ""
-            ids = spec.id_columns(name) if typed else []
+            looked_up = table.join.columns if table.join else ()
+            ids = [c for c in spec.id_columns(name) if c not in looked_up] if typed else []
             if ids:
                 types = ", types = {" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ids) + "}"
             base = f"READ_CSV({files}, header = TRUE{union}{types})"
@@ -648,8 +656,8 @@ def table_source(
     right = table_source(spec, j.table, typed=typed, sources=sources)
     return (
         f"(SELECT l.*, {cols} FROM {base} AS l LEFT JOIN "
-        f"(SELECT CAST({ident(j.on)} AS VARCHAR) AS __key, {', '.join(ident(c) for c in j.columns)} "
-        f"FROM {right} AS s) AS r ON CAST(l.{ident(j.on)} AS VARCHAR) = r.__key)"
+        f"(SELECT CAST({ident(j.key)} AS VARCHAR) AS __key, {', '.join(ident(c) for c in j.columns)} "
+        f"FROM {right} AS s) AS r ON CAST(l.{ident(j.key)} AS VARCHAR) = r.__key)"
     )
 
 
@@ -671,8 +679,8 @@ def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
             continue
         j = table.join
         own = describe(con, table_source(spec, name, joined=False, typed=False), f"tables.{name}")
-        _need(own, [j.on], name, f"tables.{name}.join.on")
-        _need(schemas[j.table], [j.on, *j.columns], j.table, f"tables.{name}.join")
+        _need(own, [j.key], name, f"tables.{name}.join.key")
+        _need(schemas[j.table], [j.key, *j.columns], j.table, f"tables.{name}.join")
         clash = [c for c in j.columns if c in own]
         if clash:
             raise DataError(
