@@ -271,7 +271,8 @@ def snapshot_sql(
     spec: SnapshotSpec, bounds: Bounds, dialect: str = "duckdb", sources: Mapping[str, str] | None = None
 ) -> str:
     """The SELECT that builds the snapshot table, ordered by customer and date, for ``dialect``
-    (any sqlglot dialect; ``sources`` maps table names to FROM expressions, e.g. Spark views)."""
+    (any sqlglot dialect). ``sources`` maps table names to FROM expressions written in DuckDB's
+    dialect like the rest (e.g. ``'"db"."usage"'`` for a Spark table); by default DuckDB reads the files."""
     dates = bounds.dates
     last = dates[-1]
     groups = _plan(spec)
@@ -461,6 +462,7 @@ def _build(con: Any, spec: SnapshotSpec, out: str | os.PathLike | None, started:
                     f"{where}: table {table!r} must hold one row per key, but {listed} repeat; "
                     "deduplicate the table (or use an event feature with agg: last for values that change)."
                 )
+        _check_text_times(con, spec, sources)
         latest = con.execute(bounds_sql(spec, sources=sources)).fetchone()
         events = [d for d in latest[:-1] if d is not None]
         bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])
@@ -475,6 +477,32 @@ def _build(con: Any, spec: SnapshotSpec, out: str | os.PathLike | None, started:
             summary = dataclasses.replace(summary, path=Path(out))
             write_snapshots(con, "snapshots", out)
     return SnapshotResult(frame, dataclasses.replace(summary, seconds=time.perf_counter() - started), sql)
+
+
+def time_columns(spec: SnapshotSpec) -> list[tuple[str, str, str]]:
+    """(field, table, column) of every date or time the spec reads."""
+    out = [("churn.date", spec.churn.table, spec.churn.date)]
+    if spec.customers.start:
+        out.append(("customers.start", spec.customers.table, spec.customers.start))
+    out += [(f"features ({f.name}).time", f.table, f.time) for f in spec.event_features]  # type: ignore[misc]
+    return list(dict.fromkeys(out))
+
+
+def _check_text_times(con: Any, spec: SnapshotSpec, sources: Mapping[str, str]) -> None:
+    """Times stored as text must all read as timestamps: one error naming the first that does not."""
+    for where, table, column in time_columns(spec):
+        if spec.column_type(table, column) != "VARCHAR":
+            continue
+        col = ident(column)
+        bad = con.execute(
+            f"SELECT {col}, COUNT(*) OVER () FROM {table_source(spec, table, sources=sources)} AS src "
+            f"WHERE {col} IS NOT NULL AND TRY_CAST({col} AS TIMESTAMP) IS NULL LIMIT 1"
+        ).fetchone()
+        if bad:
+            raise DataError(
+                f"{where}: {table}.{column} holds text that is not a date or time, e.g. {bad[0]!r} ({bad[1]:,} "
+                "such values); write ISO dates (2024-01-31) or times (2024-01-31 09:30:00), or point to another column."
+            )
 
 
 def write_snapshots(con: Any, table: str, out: str | os.PathLike) -> Path:
@@ -584,8 +612,9 @@ def _auc(score: np.ndarray, y: np.ndarray) -> float:
 def leakage_evidence(values: pd.Series, churned: np.ndarray) -> str | None:
     """Evidence text when a per-customer attribute separates eventual churners (AUC >= 0.95), else None.
 
-    Numbers are ranked as they are; other values (up to 50 distinct) by their churn share. Missing
-    values count as their own value. Needs at least 10 customers on each side."""
+    Numbers are ranked as they are; other values (up to 50 distinct, and 10 customers per value on
+    average) by their churn share. Missing values count as their own value. Needs at least 10
+    customers on each side."""
     pos = int(churned.sum())
     if pos < LEAKAGE_MIN_CLASS or len(churned) - pos < LEAKAGE_MIN_CLASS:
         return None
@@ -606,8 +635,8 @@ def leakage_evidence(values: pd.Series, churned: np.ndarray) -> str | None:
             )
     labels = values.astype("string").fillna("(empty)").to_numpy(dtype=object)
     codes, uniques = pd.factorize(labels)
-    if len(uniques) < 2 or len(uniques) > LEAKAGE_MAX_LEVELS:
-        return None
+    if len(uniques) < 2 or len(uniques) > min(LEAKAGE_MAX_LEVELS, len(labels) / LEAKAGE_MIN_CLASS):
+        return None  # (nearly) one value per customer: in-sample shares would separate anything
     n = np.bincount(codes, minlength=len(uniques))
     share = np.bincount(codes, weights=churned, minlength=len(uniques)) / n
     auc = _auc(share[codes], churned)
