@@ -99,19 +99,28 @@ def reference(
         label_end = pd.to_datetime(churn[ch["date"]]).max().normalize() if len(churn) else pd.NaT
     horizon = pd.Timedelta(days=raw.get("horizon_days", 90))
 
-    events = {f["name"]: events_of(f) for f in feats if "agg" in f}
+    # each feature's matching events, by customer (only to keep the row-by-row loop affordable)
+    events, none = {}, {}
+    for f in feats:
+        if "agg" in f:
+            e = events_of(f)
+            events[f["name"]], none[f["name"]] = dict(tuple(e.groupby("__id"))), e.iloc[:0]
     by_name = {f["name"]: f for f in feats}
 
     def event_value(f: Mapping[str, Any], cid: str, t: pd.Timestamp, times: int = 1) -> Any:
-        e = events[f["name"]]
-        e = e[(e["__id"] == cid) & (e["__time"] < t)]
+        e = events[f["name"]].get(cid, none[f["name"]])
+        time = e["__time"].to_numpy()
         if f["agg"] == "days_since":
-            return None if not len(e) else math.floor((t - e["__time"].max()) / pd.Timedelta(days=1))
+            before = time[time < np.datetime64(t)]
+            return None if not len(before) else math.floor((t - pd.Timestamp(before.max())) / pd.Timedelta(days=1))
+        lo, hi = None, t
         if f.get("window"):
             span = parse_span(f["window"])
             lo, hi = shift(t, span, -times), shift(t, span, -(times - 1))
-            e = e[(e["__time"] >= lo) & (e["__time"] < hi)]
-        return aggregate(e, f["agg"], f.get("column"))
+        keep = time < np.datetime64(hi)
+        if lo is not None:
+            keep &= time >= np.datetime64(lo)
+        return aggregate(e[keep], f["agg"], f.get("column"))
 
     customers = tables[cust["table"]]
     rows = []

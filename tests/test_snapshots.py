@@ -552,3 +552,42 @@ def test_names_are_quoted_not_pasted(tmp_path):
         warnings.simplefilter("ignore", HealthScoreWarning)
         f = build_snapshots(folder / "spec.yaml").frame
     assert f["customer_id"].tolist() == ["x'1"] and f["n"].tolist() == [1]
+
+
+# ---- real data: RavenStack, against the reference --------------------------------------------------
+RAVENSTACK_WHERES = {
+    "is_beta_feature": lambda e: e["is_beta_feature"].astype(bool),
+    "priority IN ('high', 'urgent')": lambda e: e["priority"].isin(["high", "urgent"]),
+    "downgrade_flag": lambda e: e["downgrade_flag"].astype(bool),
+}
+
+
+@pytest.mark.slow
+def test_ravenstack_equals_the_reference(configs_dir, data_dir):
+    path = configs_dir / "snapshots" / "ravenstack.yaml"
+    raw = yaml.safe_load(path.read_text())
+    spec = load_spec(path)
+    folder = data_dir / "ravenstack"
+    read = lambda name, **kw: pd.read_csv(folder / f"ravenstack_{name}.csv", dtype={"account_id": str}, **kw)  # noqa: E731
+    subscriptions = read("subscriptions", parse_dates=["start_date", "end_date"])
+    usage = read("feature_usage", parse_dates=["usage_date"]).merge(
+        subscriptions[["subscription_id", "account_id"]], on="subscription_id", how="left"
+    )
+    tables = {
+        "accounts": read("accounts", parse_dates=["signup_date"]),
+        "subscriptions": subscriptions,
+        "usage": usage,
+        "tickets": read("support_tickets", parse_dates=["submitted_at", "closed_at"]),
+        "churn": read("churn_events", parse_dates=["churn_date"]),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HealthScoreWarning)
+        got = build_snapshots(spec).frame
+    want = reference(raw, tables, RAVENSTACK_WHERES)
+    assert len(got) > 2500 and got["churned"].notna().sum() > 2000
+    assert_same(got, want)
+    # churn comes from churn_events: the first event ends the customer's rows
+    first = tables["churn"].groupby("account_id")["churn_date"].min()
+    last_row = got.groupby("customer_id")["snapshot_date"].max()
+    both = last_row.index.intersection(first.index)
+    assert (pd.to_datetime(last_row[both]) <= first[both]).all()
