@@ -4,7 +4,8 @@ The manual weighted card is the baseline; a LightGBM churn model proposes weight
 scores onto churn probabilities, explanations come in health points, MLflow tracks every run.
 
 The package is grouped by stage (each imports only from the ones before it):
-``card``/``scorecard`` (the manual card) -> ``data`` (tables in and out, the generator) -> ``model``
+``card``/``scorecard`` (the manual card) -> ``data`` (tables in and out, snapshots built from raw tables
+with DuckDB, the generators) -> ``model``
 (features, splits, LightGBM, calibration, explanations, weights, evaluation) -> ``serving`` (model
 directory, MLflow) -> ``report`` -> ``pipeline`` (train, demo) -> ``cli``.
 """
@@ -22,6 +23,9 @@ from ml.scorecard import WeightedScorecard, assign_bands, percentile_rank, score
 
 if TYPE_CHECKING:  # the heavier stages load on first use (see __getattr__), so `import ml` stays fast
     from ml.model.additive import compile_additive, learned_card, shape_curves
+    from ml.data.raw import RawData, generate_raw, write_raw
+    from ml.data.snapshots import SnapshotResult, SnapshotSummary, build_snapshots, snapshot_sql
+    from ml.data.spec import SnapshotSpec, load_spec, parse_spec
     from ml.model.booster import HealthModel
     from ml.model.calibration import ScoreCalibrator
     from ml.model.explain import explain_customer
@@ -39,6 +43,16 @@ _LAZY = {
     "compile_additive": "ml.model.additive",
     "learned_card": "ml.model.additive",
     "shape_curves": "ml.model.additive",
+    "SnapshotSpec": "ml.data.spec",
+    "load_spec": "ml.data.spec",
+    "parse_spec": "ml.data.spec",
+    "build_snapshots": "ml.data.snapshots",
+    "snapshot_sql": "ml.data.snapshots",
+    "SnapshotResult": "ml.data.snapshots",
+    "SnapshotSummary": "ml.data.snapshots",
+    "generate_raw": "ml.data.raw",
+    "write_raw": "ml.data.raw",
+    "RawData": "ml.data.raw",
     "HealthModel": "ml.model.booster",
     "ScoreCalibrator": "ml.model.calibration",
     "explain_customer": "ml.model.explain",
@@ -92,25 +106,33 @@ __all__ = [
     "History",
     "Indicator",
     "ModelError",
+    "RawData",
     "ScoreCalibrator",
     "Scoring",
+    "SnapshotResult",
+    "SnapshotSpec",
+    "SnapshotSummary",
     "SyntheticData",
     "TrainResult",
     "WeightedScorecard",
     "append_scores",
     "assign_bands",
     "build_report",
+    "build_snapshots",
     "compile_additive",
     "demo",
     "evaluate_alerts",
     "explain_customer",
+    "generate_raw",
     "generate_snapshots",
     "latest_snapshots",
     "learned_card",
     "load_card",
     "load_model",
+    "load_spec",
     "monitor_model",
     "parse_card",
+    "parse_spec",
     "percentile_rank",
     "post_alerts",
     "promote",
@@ -120,11 +142,13 @@ __all__ = [
     "score_table",
     "score_with_points",
     "shape_curves",
+    "snapshot_sql",
     "tracked_training",
     "train",
     "trend_summary",
     "waterfall_figure",
     "weights_figure",
+    "write_raw",
     "write_report",
     "write_table",
 ]
