@@ -177,7 +177,7 @@ def test_demo_runs_the_whole_job(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     out_dir = tmp_path / "models"
-    result = _invoke(runner, "demo", "--out-dir", out_dir, "--customers", 1500, "--months", 8)
+    result = _invoke(runner, "demo", "--out-dir", out_dir, "--customers", 1500, "--months", 15)
     assert result.exit_code == 0, result.output + result.stderr
     for band in ("Healthy", "Stable", "At risk"):
         assert band in result.stdout
@@ -187,6 +187,10 @@ def test_demo_runs_the_whole_job(runner, tmp_path, monkeypatch):
     assert len(scores) == len(snapshots)
     assert f"generated {len(snapshots):,} snapshots of 1,500 customers" in result.stdout
     assert (out_dir / "demo" / "MLmodel").exists() and (out_dir / "demo" / "weights.csv").exists()
+    # built from raw tables: the spec beside them, censored rows kept (scored), not trained on
+    assert (out_dir / "demo-raw" / "spec.yaml").exists() and (out_dir / "demo-raw" / "usage.parquet").exists()
+    assert snapshots["churned"].isna().any() and set(snapshots["churned"].dropna()) == {0, 1}
+    assert "rows labelled" in result.stdout and "without a label yet" in result.stdout
     html = (out_dir / "demo-report.html").read_text()
     assert "<svg" in html
     preds = pd.read_csv(out_dir / "demo-predictions.csv")
@@ -212,7 +216,7 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 
 
 def test_every_expected_command_exists():
-    assert {"generate", "score", "demo", "train", "compare", "predict", "explain", "promote", "report"} <= set(COMMANDS)
+    assert {"generate", "snapshots", "score", "demo", "train", "compare", "predict", "explain", "promote", "report"} <= set(COMMANDS)
     assert {"history", "alerts", "monitor"} <= set(COMMANDS)
 
 
@@ -222,3 +226,66 @@ def test_help(runner, command):
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
     assert "Traceback" not in result.output
+
+
+# ---- raw tables and snapshots ---------------------------------------------------------------------
+def test_generate_raw_then_snapshots(runner, tmp_path):
+    raw = tmp_path / "raw"
+    result = _invoke(runner, "generate", "--raw", raw, "--customers", 120, "--months", 6, "--truth", tmp_path / "t.csv")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"wrote raw tables to {raw} (rows: accounts 120, subscriptions 120, usage " in result.stdout
+    assert f"next: healthscore snapshots --spec {raw / 'spec.yaml'} --out snapshots.parquet" in result.stdout
+    assert pd.read_csv(tmp_path / "t.csv")["true_importance"].sum() == pytest.approx(100)
+    out = tmp_path / "snapshots.csv"
+    result = _invoke(runner, "snapshots", "--spec", raw / "spec.yaml", "--out", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    frame = pd.read_csv(out)
+    assert f"built {len(frame):,} snapshots of {frame['customer_id'].nunique():,} customers at 3 dates" in result.stdout
+    assert f"{frame['churned'].notna().sum():,} rows labelled" in result.stdout
+    assert f"{frame['churned'].isna().sum():,} without a label yet" in result.stdout
+    assert {"logins_30d", "login_trend", "csat", "late_invoices_90d", "tenure_months", "plan"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["generate"], "give exactly one of --out (snapshots) or --raw DIR (raw tables)"),
+        (
+            ["generate", "--out", "a.csv", "--raw", "r"],
+            "give exactly one of --out (snapshots) or --raw DIR (raw tables)",
+        ),
+    ],
+)
+def test_generate_needs_one_target(runner, args, match):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and match in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (
+            {"horizon_days": "soon"},
+            "error: .*spec.yaml: horizon_days: expected a positive whole number of days, got 'soon'.",
+        ),
+        ({"observations": {"every": "1 fortnight", "start": "2023-01-01"}}, "observations.every: got '1 fortnight'"),
+    ],
+)
+def test_snapshots_bad_spec_is_one_line(runner, tmp_path, change, match):
+    runner.invoke(app, ["generate", "--raw", str(tmp_path), "--customers", "20", "--months", "3"])
+    raw = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    raw.update(change)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    result = _invoke(runner, "snapshots", "--spec", tmp_path / "spec.yaml", "--out", tmp_path / "s.csv")
+    _assert_one_line_error(result)
+    assert re.search(match, result.stderr), result.stderr
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_snapshots_unknown_engine(runner, tmp_path):
+    runner.invoke(app, ["generate", "--raw", str(tmp_path), "--customers", "20", "--months", "3"])
+    result = _invoke(
+        runner, "snapshots", "--spec", tmp_path / "spec.yaml", "--out", tmp_path / "s.csv", "--engine", "spark"
+    )
+    _assert_one_line_error(result)
+    assert "engine: 'spark' is not available here; use one of: duckdb." in result.stderr

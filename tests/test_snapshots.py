@@ -216,6 +216,7 @@ def examples(draw) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow  # ~220 builds: about a minute
 @settings(max_examples=220, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(example=examples())
 def test_builder_equals_the_brute_force_reference(example):

@@ -121,7 +121,7 @@ def _plan(spec: SnapshotSpec) -> list[_Group]:
         windows = tuple(dict.fromkeys(f.window for f in feats if f.window is not None))
         previous = tuple(any(f.window == w and f.name in changed for f in feats) for w in windows)
         buckets = any(f.window is None for f in feats)
-        groups.append(_Group(i, *key, feats, windows, previous, buckets))  # type: ignore[arg-type]
+        groups.append(_Group(i, *key, feats, windows, previous, buckets))
     return groups
 
 
@@ -154,8 +154,8 @@ def _window_index(group: _Group, w: Window) -> int:
 
 
 def _value(spec: SnapshotSpec, f: Feature) -> str:
-    col = ident(f.column)  # type: ignore[arg-type]
-    if f.agg in ("sum", "mean") and spec.column_type(f.table, f.column) == "BOOLEAN":  # type: ignore[arg-type]
+    col = ident(f.column)
+    if f.agg in ("sum", "mean") and spec.column_type(f.table, f.column) == "BOOLEAN":
         return f"CAST({col} AS INTEGER)"
     return col
 
@@ -185,7 +185,7 @@ def _partials(spec: SnapshotSpec, group: _Group) -> list[str]:
                 "last": f"MAX({{'t': e.__ts, 'v': {v}}})",
                 "distinct": f"COUNT(DISTINCT {v})",
                 "days_since": "MAX(e.__ts)",
-            }[f.agg]  # type: ignore[index]
+            }[f.agg]
             out.append(f"{agg} FILTER (WHERE {cond}) AS {name}")
             if f.agg == "mean" and suffix == "b":
                 out.append(f"COUNT({v}) FILTER (WHERE {cond}) AS {ident(f.name + '__bn')}")
@@ -213,13 +213,13 @@ def _events_cte(spec: SnapshotSpec, group: _Group, sentinel: dt.date, last: dt.d
 def _feature_expr(spec: SnapshotSpec, f: Feature, groups: Mapping[tuple[str, str, str], _Group]) -> str:
     """The output column for feature ``f`` over the joined grid ``r`` (aliases ``a<i>`` per group)."""
     if f.kind == "static":
-        return f"s_{_static_index(spec, f.table)}.{ident(f.name)}"  # type: ignore[arg-type]
+        return f"s_{_static_index(spec, f.table)}.{ident(f.name)}"
     if f.kind == "tenure":
         if f.tenure == "months":
             return whole_months("r.ts", "r.__start")
         return whole_days("r.ts", "r.__start")
     if f.kind == "change":
-        target = spec.feature(f.change_of)  # type: ignore[arg-type]
+        target = spec.feature(f.change_of)
         cur = _windowed(spec, target, "cur")
         prev = _windowed(spec, target, "prev")
         return f"CASE WHEN {prev} IS NULL OR {prev} = 0 THEN NULL ELSE (CAST({cur} AS DOUBLE) - {prev}) / {prev} END"
@@ -252,12 +252,12 @@ def _windowed(spec: SnapshotSpec, f: Feature, suffix: str) -> str:
 def _typed_sum(spec: SnapshotSpec, f: Feature, expr: str) -> str:
     if f.agg != "sum":
         return f"CAST({expr} AS BIGINT)"
-    kind = spec.column_type(f.table, f.column)  # type: ignore[arg-type]
+    kind = spec.column_type(f.table, f.column)
     return f"CAST({expr} AS {'BIGINT' if kind in INTEGER_TYPES else 'DOUBLE'})"
 
 
 def _static_tables(spec: SnapshotSpec) -> list[tuple[str, str]]:
-    return list(dict.fromkeys((f.table, f.id) for f in spec.features if f.kind == "static"))  # type: ignore[misc]
+    return list(dict.fromkeys((f.table, f.id) for f in spec.features if f.kind == "static"))
 
 
 def _static_index(spec: SnapshotSpec, table: str) -> int:
@@ -312,9 +312,7 @@ def snapshot_sql(
     )
     for i, (table, id_col) in enumerate(_static_tables(spec)):
         cols = ", ".join(
-            f"{ident(f.column)} AS {ident(f.name)}"  # type: ignore[arg-type]
-            for f in spec.features
-            if f.kind == "static" and f.table == table
+            f"{ident(f.column)} AS {ident(f.name)}" for f in spec.features if f.kind == "static" and f.table == table
         )
         head.append(
             f"static{i} AS (SELECT CAST({ident(id_col)} AS VARCHAR) AS __cid, {cols} "
@@ -335,7 +333,7 @@ def snapshot_sql(
                     cols.append(f"{g.alias}.{ident(f.name + '__prev')}")
                 continue
             part = f"{g.alias}.{ident(f.name + '__b')}"
-            func = {"min": "MIN", "max": "MAX", "last": "MAX", "days_since": "MAX"}.get(f.agg, "SUM")  # type: ignore[arg-type]
+            func = {"min": "MIN", "max": "MAX", "last": "MAX", "days_since": "MAX"}.get(f.agg, "SUM")
             cols.append(f"{running(part, func)} AS {ident(f.name + '__run')}")
             if f.agg == "mean":
                 cols.append(f"{running(f'{g.alias}.' + ident(f.name + '__bn'))} AS {ident(f.name + '__runn')}")
@@ -364,7 +362,7 @@ def uniqueness_checks(spec: SnapshotSpec, sources: Mapping[str, str] | None = No
     """(field, table, SQL) for every table that must hold one row per key: the customers, each static
     attribute's table and each join's lookup table. The SQL returns up to 3 duplicated keys and counts."""
     checks = [("customers.id", spec.customers.table, spec.customers.id)]
-    checks += [(f"features ({f.name}).table", f.table, f.id) for f in spec.features if f.kind == "static"]  # type: ignore[misc]
+    checks += [(f"features ({f.name}).table", f.table, f.id) for f in spec.features if f.kind == "static"]
     checks += [(f"tables.{t.name}.join", t.join.table, t.join.key) for t in spec.tables.values() if t.join]
     out, seen = [], set()
     for where, table, key in checks:
@@ -484,7 +482,7 @@ def time_columns(spec: SnapshotSpec) -> list[tuple[str, str, str]]:
     out = [("churn.date", spec.churn.table, spec.churn.date)]
     if spec.customers.start:
         out.append(("customers.start", spec.customers.table, spec.customers.start))
-    out += [(f"features ({f.name}).time", f.table, f.time) for f in spec.event_features]  # type: ignore[misc]
+    out += [(f"features ({f.name}).time", f.table, f.time) for f in spec.event_features]
     return list(dict.fromkeys(out))
 
 

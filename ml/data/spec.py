@@ -261,7 +261,7 @@ class Feature:
     def source(self) -> tuple[str, str, str]:
         """Event features that read the same table by the same id and time share one pass."""
         assert self.kind == "event"
-        return (self.table, self.id, self.time)  # type: ignore[return-value]
+        return (self.table, self.id, self.time)
 
 
 @dataclass(frozen=True)
@@ -583,7 +583,7 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
     for i, f in enumerate(features):
         where = f"features[{i}] ({f.name})"
         if f.kind == "change":
-            target = by_name.get(f.change_of)  # type: ignore[arg-type]
+            target = by_name.get(f.change_of)
             if target is None:
                 raise CardError(f"{where}.change_of: no feature named {f.change_of!r}; use one of: {_allowed(names)}.")
             if target.kind != "event" or target.window is None or target.agg == "days_since":
@@ -700,17 +700,17 @@ def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
         where = f"features[{i}] ({f.name})"
         if f.kind in ("change", "tenure"):
             continue
-        cols = schemas[f.table]  # type: ignore[index]
-        _need(cols, [f.id], f.table, f"{where}.id")  # type: ignore[list-item,arg-type]
+        cols = schemas[f.table]
+        _need(cols, [f.id], f.table, f"{where}.id")
         if f.column:
-            _need(cols, [f.column], f.table, f"{where}.column")  # type: ignore[arg-type]
+            _need(cols, [f.column], f.table, f"{where}.column")
         if f.kind == "static":
             continue
-        _need(cols, [f.time], f.table, f"{where}.time")  # type: ignore[list-item,arg-type]
-        _time_type(cols[f.time], f.table, f.time, f"{where}.time")  # type: ignore[index,arg-type]
-        if f.agg in NUMERIC_AGGS and cols[f.column] not in NUMERIC_TYPES and not cols[f.column].startswith("DECIMAL"):  # type: ignore[index]
+        _need(cols, [f.time], f.table, f"{where}.time")
+        _time_type(cols[f.time], f.table, f.time, f"{where}.time")
+        if f.agg in NUMERIC_AGGS and cols[f.column] not in NUMERIC_TYPES and not cols[f.column].startswith("DECIMAL"):
             raise DataError(
-                f"{where}.column: {f.table}.{f.column} holds {cols[f.column]} values, but agg {f.agg} needs "  # type: ignore[index]
+                f"{where}.column: {f.table}.{f.column} holds {cols[f.column]} values, but agg {f.agg} needs "
                 "numbers (or true/false); pick a numeric column or use agg: count, distinct or last."
             )
         if f.where:
@@ -731,9 +731,9 @@ def check_columns(spec: SnapshotSpec, con: Any = None) -> SnapshotSpec:
     by_name = {f.name: f for f in spec.features}
     for i, f in enumerate(spec.features):
         if f.kind == "change":
-            target = by_name[f.change_of]  # type: ignore[index]
+            target = by_name[f.change_of]
             if target.agg in ("min", "max", "last"):
-                ctype = schemas[target.table][target.column]  # type: ignore[index]
+                ctype = schemas[target.table][target.column]
                 if ctype not in NUMERIC_TYPES and not ctype.startswith("DECIMAL"):
                     raise DataError(
                         f"features[{i}] ({f.name}).change_of: {target.name!r} is {target.agg} of {ctype} values; "
