@@ -105,20 +105,28 @@ MAX_CARD_DEPTH = 32  # nesting of lists and mappings
 _COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$")
 
 
-def _allowed(keys: Iterable[str]) -> str:
+def allowed_text(keys: Iterable[str]) -> str:
     return ", ".join(keys)
 
 
-def _check_keys(found: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+def check_keys(found: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """One :class:`CardError` for keys outside ``allowed``, listing the allowed set (YAML files: the card,
+    the snapshot spec)."""
     unknown = [k for k in found if k not in allowed]
+    booleans = [k for k in unknown if isinstance(k, bool)]
+    if booleans:
+        raise CardError(
+            f"{where}: YAML read a key as {booleans[0]} (it does that to unquoted on, off, yes, no); allowed keys "
+            f"are: {allowed_text(allowed)}. Fix the key or quote it."
+        )
     if unknown:
         raise CardError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"allowed keys are: {_allowed(allowed)}. Fix the spelling or remove the key."
+            f"allowed keys are: {allowed_text(allowed)}. Fix the spelling or remove the key."
         )
 
 
-def _require(found: Mapping[str, Any], required: tuple[str, ...], where: str) -> None:
+def require_keys(found: Mapping[str, Any], required: Iterable[str], where: str) -> None:
     missing = [k for k in required if k not in found]
     if missing:
         raise CardError(
@@ -137,7 +145,7 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     if isinstance(value, bool):  # YAML turns `true`/`false` into booleans
         value = str(value).lower()
     if value not in allowed:
-        raise CardError(f"{where}: got {value!r}; use one of: {_allowed(allowed)}.")
+        raise CardError(f"{where}: got {value!r}; use one of: {allowed_text(allowed)}.")
     return str(value)
 
 
@@ -323,13 +331,15 @@ def _parse_scoring(raw: Any, where: str, direction: str) -> Scoring:
     if not isinstance(raw, Mapping):
         raise CardError(f"{where}: expected a mapping with `method:`, got {raw!r}.")
     if "method" not in raw:
-        raise CardError(f"{where}: missing `method`; use one of: {_allowed(SCORING_METHODS)}.")
+        raise CardError(f"{where}: missing `method`; use one of: {allowed_text(SCORING_METHODS)}.")
     method = raw["method"]
     if method not in SCORING_METHODS:
-        raise CardError(f"{where}.method: unknown scoring method {method!r}; use one of: {_allowed(SCORING_METHODS)}.")
-    _check_keys(raw, ("method", *SCORING_KEYS[method]), f"{where} (method {method})")
+        raise CardError(
+            f"{where}.method: unknown scoring method {method!r}; use one of: {allowed_text(SCORING_METHODS)}."
+        )
+    check_keys(raw, ("method", *SCORING_KEYS[method]), f"{where} (method {method})")
     if method == "linear":
-        _require(raw, ("worst", "best"), where)
+        require_keys(raw, ("worst", "best"), where)
         worst, best = _number(raw["worst"], f"{where}.worst"), _number(raw["best"], f"{where}.best")
         if worst == best:
             raise CardError(
@@ -344,7 +354,7 @@ def _parse_scoring(raw: Any, where: str, direction: str) -> Scoring:
             )
         return Scoring(method, worst=worst, best=best)
     if method == "thresholds":
-        _require(raw, ("cuts", "scores"), where)
+        require_keys(raw, ("cuts", "scores"), where)
         cuts, scores = raw["cuts"], raw["scores"]
         if not isinstance(cuts, list) or not isinstance(scores, list) or not cuts:
             raise CardError(f"{where}: `cuts` and `scores` must be non-empty lists, got {cuts!r} and {scores!r}.")
@@ -373,7 +383,7 @@ def _parse_scoring(raw: Any, where: str, direction: str) -> Scoring:
         _check_subscores((t, f_), where)
         return Scoring(method, true_score=t, false_score=f_)
     if method == "categorical":
-        _require(raw, ("map",), where)
+        require_keys(raw, ("map",), where)
         mapping = raw["map"]
         if not isinstance(mapping, Mapping) or not mapping:
             raise CardError(f"{where}.map: expected a non-empty mapping value -> score, got {mapping!r}.")
@@ -416,8 +426,8 @@ def _parse_indicator(raw: Any, i: int, card_missing: str) -> Indicator:
     name = raw.get("name")
     if name is not None:
         where = f"indicators[{i}] ({name})"
-    _check_keys(raw, INDICATOR_KEYS, where)
-    _require(raw, REQUIRED_INDICATOR_KEYS, where)
+    check_keys(raw, INDICATOR_KEYS, where)
+    require_keys(raw, REQUIRED_INDICATOR_KEYS, where)
     if not isinstance(name, str) or not name.strip():
         raise CardError(f"{where}.name: expected a non-empty string, got {name!r}.")
     column = raw["column"]
@@ -460,8 +470,8 @@ def _parse_bands(raw: Any, bands_by: str) -> tuple[Band, ...]:
         where = f"bands[{i}]"
         if not isinstance(b, Mapping):
             raise CardError(f"{where}: expected a mapping like {{name: Healthy, min: 80}}, got {b!r}.")
-        _check_keys(b, BAND_KEYS, where)
-        _require(b, ("name", "min"), where)
+        check_keys(b, BAND_KEYS, where)
+        require_keys(b, ("name", "min"), where)
         lo = _number(b["min"], f"{where}.min")
         hi = None if b.get("max") is None else _number(b["max"], f"{where}.max")
         if not 0 <= lo <= 100 or (hi is not None and not lo <= hi <= 100):
@@ -510,7 +520,7 @@ def _parse_model(raw: Any) -> ModelSpec:
         return ModelSpec()
     if not isinstance(raw, Mapping):
         raise CardError(f"model: expected a mapping, got {raw!r}.")
-    _check_keys(raw, MODEL_KEYS, "model")
+    check_keys(raw, MODEL_KEYS, "model")
     kw: dict[str, Any] = {}
     if "kind" in raw:
         kw["kind"] = _choice(raw["kind"], MODEL_KINDS, "model.kind")
@@ -552,7 +562,7 @@ def _parse_calibration(raw: Any) -> CalibrationSpec:
         return CalibrationSpec()
     if not isinstance(raw, Mapping):
         raise CardError(f"calibration: expected a mapping, got {raw!r}.")
-    _check_keys(raw, CALIBRATION_KEYS, "calibration")
+    check_keys(raw, CALIBRATION_KEYS, "calibration")
     kw: dict[str, Any] = {}
     if "method" in raw:
         kw["method"] = _choice(raw["method"], CALIBRATION_METHODS, "calibration.method")
@@ -574,8 +584,8 @@ def parse_card(raw: Any) -> Card:
     if not isinstance(raw, Mapping):
         raise CardError(f"card: expected a YAML mapping at the top level, got {type(raw).__name__}.")
     _check_size(raw)
-    _check_keys(raw, CARD_KEYS, "card")
-    _require(raw, REQUIRED_CARD_KEYS, "card")
+    check_keys(raw, CARD_KEYS, "card")
+    require_keys(raw, REQUIRED_CARD_KEYS, "card")
     version = raw.get("version", 1)
     if version != 1:
         raise CardError(f"version: this release reads card version 1, got {version!r}; set `version: 1`.")
@@ -758,11 +768,11 @@ def _parse_alert(raw: Any, i: int, indicators: list[str], band_names: list[str])
         raise CardError(f"{where}: expected a mapping like {{name: dropped, type: score_drop, points: 10, days: 30}}.")
     if isinstance(raw.get("name"), str):
         where = f"alerts[{i}] ({raw['name']})"
-    _require(raw, ("name", "type"), where)
+    require_keys(raw, ("name", "type"), where)
     name = _text(raw["name"], f"{where}.name")
     kind = _choice(raw["type"], tuple(ALERT_TYPES), f"{where}.type")
-    _check_keys(raw, ("name", "type", *ALERT_TYPES[kind]), f"{where} (type {kind})")
-    _require(raw, REQUIRED_ALERT_KEYS[kind], where)
+    check_keys(raw, ("name", "type", *ALERT_TYPES[kind]), f"{where} (type {kind})")
+    require_keys(raw, REQUIRED_ALERT_KEYS[kind], where)
     kw: dict[str, Any] = {}
     if "days" in raw:
         kw["days"] = _positive_int(raw["days"], f"{where}.days")
@@ -778,13 +788,15 @@ def _parse_alert(raw: Any, i: int, indicators: list[str], band_names: list[str])
             raise CardError(f"{where}.bands: expected a list of band names, got {raw['bands']!r}.")
         unknown = [b for b in bands if b not in band_names]
         if unknown:
-            raise CardError(f"{where}.bands: unknown band(s) {unknown}; the card's bands are: {_allowed(band_names)}.")
+            raise CardError(
+                f"{where}.bands: unknown band(s) {unknown}; the card's bands are: {allowed_text(band_names)}."
+            )
         kw["bands"] = tuple(bands)
     if "indicator" in raw:
         ind = raw["indicator"]
         if ind not in indicators:
             raise CardError(
-                f"{where}.indicator: unknown indicator {ind!r}; use one of: {_allowed(indicators)} "
+                f"{where}.indicator: unknown indicator {ind!r}; use one of: {allowed_text(indicators)} "
                 "(the card's indicator names, or model.extra_features columns)."
             )
         kw["indicator"] = ind
@@ -807,18 +819,18 @@ def _parse_action(raw: Any, i: int, alert_names: list[str], band_names: list[str
     where = f"actions[{i}]"
     if not isinstance(raw, Mapping):
         raise CardError(f'{where}: expected a mapping like {{when: {{band: At risk}}, owner: csm, playbook: "..."}}.')
-    _check_keys(raw, ACTION_KEYS, where)
-    _require(raw, ACTION_KEYS, where)
+    check_keys(raw, ACTION_KEYS, where)
+    require_keys(raw, ACTION_KEYS, where)
     when = raw["when"]
     if not isinstance(when, Mapping) or not when:
         raise CardError(f"{where}.when: expected a mapping with `band` and/or `alert`, got {when!r}.")
-    _check_keys(when, ACTION_WHEN_KEYS, f"{where}.when")
+    check_keys(when, ACTION_WHEN_KEYS, f"{where}.when")
     band, alert = when.get("band"), when.get("alert")
     if band is not None and band not in band_names:
-        raise CardError(f"{where}.when.band: unknown band {band!r}; the card's bands are: {_allowed(band_names)}.")
+        raise CardError(f"{where}.when.band: unknown band {band!r}; the card's bands are: {allowed_text(band_names)}.")
     if alert is not None and alert not in alert_names:
         raise CardError(
-            f"{where}.when.alert: unknown alert {alert!r}; the card's alerts are: {_allowed(alert_names) or '(none)'}."
+            f"{where}.when.alert: unknown alert {alert!r}; the card's alerts are: {allowed_text(alert_names) or '(none)'}."
         )
     return Action(
         owner=_text(raw["owner"], f"{where}.owner"),
@@ -861,30 +873,36 @@ def card_with_model_kind(card: Card, kind: str) -> Card:
     return dataclasses.replace(card, model=dataclasses.replace(card.model, kind=kind), raw=raw)
 
 
-def load_card(path: str | Path) -> Card:
-    """Read and validate a YAML card file (size-bounded: see :func:`safe_load_card_yaml`)."""
+def read_yaml(path: str | Path, what: str = "card", option: str = "--config") -> Any:
+    """The content of a YAML file (``what``: card, spec ...; ``option``: the command-line option that
+    names it), size-bounded (see :func:`safe_load_card_yaml`), or one :class:`CardError` naming the file."""
     path = Path(path)
     if not path.exists():
-        raise CardError(f"{path}: card file not found; pass an existing YAML file with --config.")
+        raise CardError(f"{path}: {what} file not found; pass an existing YAML file with {option}.")
     if path.is_dir():
-        raise CardError(f"{path}: is a directory; pass the card's YAML file with --config.")
+        raise CardError(f"{path}: is a directory; pass the {what}'s YAML file with {option}.")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
         raise CardError(
-            f"{path}: line {line} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the card as UTF-8."
+            f"{path}: line {line} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the {what} as UTF-8."
         ) from None
     try:
-        raw = safe_load_card_yaml(text)
+        return safe_load_card_yaml(text)
     except CardError as exc:
         raise CardError(f"{path}: {exc}") from None
     except RecursionError:
-        raise CardError(f"{path}: the YAML is nested too deeply to be a card; fix the file.") from None
+        raise CardError(f"{path}: the YAML is nested too deeply to be a {what}; fix the file.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CardError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', exc)}); fix the syntax.") from exc
+
+
+def load_card(path: str | Path) -> Card:
+    """Read and validate a YAML card file (size-bounded: see :func:`safe_load_card_yaml`)."""
+    raw = read_yaml(path, "card", "--config")
     try:
         return parse_card(raw)
     except CardError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from ml.card import allowed_text, check_keys, read_yaml, require_keys
 from ml.data.sql import connect, describe, ident, literal
 from ml.errors import CardError, DataError
 
@@ -82,31 +83,9 @@ NUMERIC_TYPES = (
 INTEGER_TYPES = NUMERIC_TYPES[:10] + ("BOOLEAN",)
 
 
-def _allowed(keys: Iterable[str]) -> str:
-    return ", ".join(keys)
-
-
-def _check_keys(found: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = [k for k in found if k not in allowed]
-    if any(isinstance(k, bool) for k in unknown):
-        raise CardError(
-            f"{where}: YAML read a key as {next(k for k in unknown if isinstance(k, bool))} (it does that to unquoted "
-            f"on, off, yes, no); allowed keys are: {_allowed(allowed)}. Fix the key or quote it."
-        )
-    if unknown:
-        raise CardError(
-            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"allowed keys are: {_allowed(allowed)}. Fix the spelling or remove the key."
-        )
-
-
 def _require(found: Mapping[str, Any], required: Iterable[str], where: str) -> None:
-    missing = [k for k in required if k not in found or found[k] is None]
-    if missing:
-        raise CardError(
-            f"{where}: missing required key{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(map(repr, missing))}; add {'them' if len(missing) > 1 else 'it'}."
-        )
+    """Required keys must be present and not empty (``key:`` alone reads as null)."""
+    require_keys({k: v for k, v in found.items() if v is not None}, required, where)
 
 
 def _mapping(raw: Any, where: str, example: str) -> Mapping[str, Any]:
@@ -340,7 +319,7 @@ def _parse_tables(raw: Any, base: Path | None) -> dict[str, Table]:
             raise CardError(f"tables: table name {name!r} must be letters, digits and underscores; rename it.")
         join = None
         if isinstance(entry, Mapping):
-            _check_keys(entry, TABLE_KEYS, where)
+            check_keys(entry, TABLE_KEYS, where)
             _require(entry, ("path",), where)
             path = entry["path"]
             if entry.get("join") is not None:
@@ -349,7 +328,7 @@ def _parse_tables(raw: Any, base: Path | None) -> dict[str, Table]:
                     f"{where}.join",
                     "{table: subscriptions, key: subscription_id, columns: [account_id]}",
                 )
-                _check_keys(j, JOIN_KEYS, f"{where}.join")
+                check_keys(j, JOIN_KEYS, f"{where}.join")
                 _require(j, JOIN_KEYS, f"{where}.join")
                 cols = j["columns"]
                 if isinstance(cols, str):
@@ -381,7 +360,7 @@ def _parse_tables(raw: Any, base: Path | None) -> dict[str, Table]:
             continue
         if t.join.table not in tables:
             raise CardError(
-                f"tables.{t.name}.join.table: {t.join.table!r} is not a table; use one of: {_allowed(tables)}."
+                f"tables.{t.name}.join.table: {t.join.table!r} is not a table; use one of: {allowed_text(tables)}."
             )
         if t.join.table == t.name or tables[t.join.table].join is not None:
             raise CardError(
@@ -394,7 +373,7 @@ def _parse_tables(raw: Any, base: Path | None) -> dict[str, Table]:
 def _table_ref(raw: Any, tables: Mapping[str, Table], where: str) -> str:
     if not isinstance(raw, str) or raw not in tables:
         raise CardError(
-            f"{where}: {raw!r} is not one of the tables ({_allowed(tables)}); add it under `tables:` or fix the name."
+            f"{where}: {raw!r} is not one of the tables ({allowed_text(tables)}); add it under `tables:` or fix the name."
         )
     return raw
 
@@ -412,7 +391,7 @@ def _parse_feature(raw: Any, i: int, tables: Mapping[str, Table], default_id: st
             f"got keys for {' and '.join(kinds)}; split it into separate features."
         )
     kind = kinds[0] if kinds else "static"
-    _check_keys(raw, FEATURE_KEYS[kind], f"{where} ({kind} feature)" if kind != "static" else where)
+    check_keys(raw, FEATURE_KEYS[kind], f"{where} ({kind} feature)" if kind != "static" else where)
     _require(raw, ("name",), where)
     if not isinstance(name, str) or not _NAME.match(name):
         raise CardError(
@@ -443,7 +422,7 @@ def _parse_feature(raw: Any, i: int, tables: Mapping[str, Table], default_id: st
     _require(raw, ("table", "time", "agg"), where)
     agg = raw["agg"]
     if agg not in AGGS:
-        raise CardError(f"{where}.agg: unknown aggregate {agg!r}; use one of: {_allowed(AGGS)}.")
+        raise CardError(f"{where}.agg: unknown aggregate {agg!r}; use one of: {allowed_text(AGGS)}.")
     column = raw.get("column")
     if agg in AGGS_WITHOUT_COLUMN:
         if column is not None:
@@ -517,7 +496,7 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
     :func:`check_columns` (``load_spec`` does both)."""
     if not isinstance(raw, Mapping):
         raise CardError(f"spec: expected a YAML mapping at the top level, got {type(raw).__name__}.")
-    _check_keys(raw, SPEC_KEYS, "spec")
+    check_keys(raw, SPEC_KEYS, "spec")
     _require(raw, REQUIRED_SPEC_KEYS, "spec")
     version = raw.get("version", 1)
     if version != 1:
@@ -525,7 +504,7 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
     tables = _parse_tables(raw["tables"], None if base is None else Path(base))
 
     c = _mapping(raw["customers"], "customers", "{table: accounts, id: account_id, start: signup_date}")
-    _check_keys(c, CUSTOMERS_KEYS, "customers")
+    check_keys(c, CUSTOMERS_KEYS, "customers")
     _require(c, ("table", "id"), "customers")
     customers = Customers(
         table=_table_ref(c["table"], tables, "customers.table"),
@@ -533,7 +512,7 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
         start=None if c.get("start") is None else _column(c["start"], "customers.start"),
     )
     ch = _mapping(raw["churn"], "churn", "{table: churn, id: account_id, date: churn_date}")
-    _check_keys(ch, CHURN_KEYS, "churn")
+    check_keys(ch, CHURN_KEYS, "churn")
     _require(ch, CHURN_KEYS, "churn")
     churn = Churn(
         table=_table_ref(ch["table"], tables, "churn.table"),
@@ -542,7 +521,7 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
     )
 
     o = _mapping(raw["observations"], "observations", "{every: 1 month, start: 2023-01-01, end: 2024-12-01}")
-    _check_keys(o, OBSERVATION_KEYS, "observations")
+    check_keys(o, OBSERVATION_KEYS, "observations")
     _require(o, ("every", "start"), "observations")
     start = _date(o["start"], "observations.start")
     end = None if o.get("end") is None else _date(o["end"], "observations.end")
@@ -557,7 +536,7 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
 
     out_raw = raw.get("output") or {}
     out_raw = _mapping(out_raw, "output", "{id: customer_id, date: snapshot_date, label: churned}")
-    _check_keys(out_raw, OUTPUT_KEYS, "output")
+    check_keys(out_raw, OUTPUT_KEYS, "output")
     out_names = {k: out_raw.get(k, DEFAULT_OUTPUT[k]) for k in OUTPUT_KEYS}
     for k, v in out_names.items():
         if not isinstance(v, str) or not _NAME.match(v):
@@ -585,7 +564,9 @@ def parse_spec(raw: Any, base: str | Path | None = None) -> SnapshotSpec:
         if f.kind == "change":
             target = by_name.get(f.change_of)
             if target is None:
-                raise CardError(f"{where}.change_of: no feature named {f.change_of!r}; use one of: {_allowed(names)}.")
+                raise CardError(
+                    f"{where}.change_of: no feature named {f.change_of!r}; use one of: {allowed_text(names)}."
+                )
             if target.kind != "event" or target.window is None or target.agg == "days_since":
                 raise CardError(
                     f"{where}.change_of: {f.change_of!r} is not a windowed aggregate (count, sum, mean, min, max, "
@@ -610,14 +591,7 @@ def load_spec(path: str | Path, *, check_data: bool = True) -> SnapshotSpec:
     """Read and validate a YAML spec file; table paths are relative to it. With ``check_data`` (the
     default) the tables are opened and every column, type and ``where`` is checked."""
     path = Path(path)
-    if not path.is_file():
-        raise CardError(f"{path}: spec file not found; pass an existing YAML file with --spec.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise CardError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', exc)}); fix the syntax.") from exc
+    raw = read_yaml(path, "spec", "--spec")
     try:
         spec = parse_spec(raw, base=path.resolve().parent)
         spec = dataclasses.replace(spec, path=path.resolve())
