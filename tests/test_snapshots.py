@@ -487,6 +487,7 @@ def test_warns_about_unknown_churn_ids_and_empty_features(golden):
 
 
 # ---- point in time: the future never changes the past ---------------------------------------------
+@pytest.mark.slow  # 80 builds
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(example=examples(), data=st.data())
 def test_events_on_or_after_t_never_change_the_row_at_t(example, data):
