@@ -412,13 +412,8 @@ def _parse_feature(raw: Any, i: int, tables: Mapping[str, Table], default_id: st
         return Feature(name=name, kind=kind, tenure=unit)
     if kind == "static":
         _require(raw, ("table", "column"), f"{where} (a static attribute: table and column)")
-        return Feature(
-            name=name,
-            kind=kind,
-            table=_table_ref(raw["table"], tables, f"{where}.table"),
-            id=_column(raw.get("id", default_id), f"{where}.id"),
-            column=_column(raw["column"], f"{where}.column"),
-        )
+        column = _column(raw["column"], f"{where}.column")
+        return Feature(name=name, kind=kind, column=column, **_table_and_id(raw, tables, default_id, where))
     _require(raw, ("table", "time", "agg"), where)
     agg = raw["agg"]
     if agg not in AGGS:
@@ -451,14 +446,21 @@ def _parse_feature(raw: Any, i: int, tables: Mapping[str, Table], default_id: st
     return Feature(
         name=name,
         kind=kind,
-        table=_table_ref(raw["table"], tables, f"{where}.table"),
-        id=_column(raw.get("id", default_id), f"{where}.id"),
+        **_table_and_id(raw, tables, default_id, where),
         time=_column(raw["time"], f"{where}.time"),
         agg=agg,
         column=column,
         where=where_sql,
         window=window,
     )
+
+
+def _table_and_id(raw: Mapping[str, Any], tables: Mapping[str, Table], default_id: str, where: str) -> dict[str, str]:
+    """A feature's table (one of ``tables``) and id column (default: the customers' id)."""
+    return {
+        "table": _table_ref(raw["table"], tables, f"{where}.table"),
+        "id": _column(raw.get("id", default_id), f"{where}.id"),
+    }
 
 
 def check_where(text: str, where: str) -> str:
