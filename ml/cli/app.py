@@ -51,7 +51,7 @@ def boundary(func):
             with warnings.catch_warnings():
                 warnings.simplefilter("always", HealthScoreWarning)
                 return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit, typer.BadParameter):
+        except (typer.Exit, typer.Abort, SystemExit):
             raise
         except HealthScoreError as exc:
             _err(f"error: {' '.join(str(exc).split())}")
@@ -128,7 +128,7 @@ def generate(
     from ml.data.io import write_table
 
     if (out is None) == (raw is None):
-        raise typer.BadParameter("give exactly one of --out (snapshots) or --raw DIR (raw tables).")
+        raise HealthScoreError("generate: give exactly one of --out FILE (snapshots) or --raw DIR (raw tables).")
     if raw is not None:
         from ml.data.raw import dates_for_months, generate_raw, write_raw
 
