@@ -216,7 +216,18 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 
 
 def test_every_expected_command_exists():
-    assert {"generate", "snapshots", "score", "demo", "train", "compare", "predict", "explain", "promote", "report"} <= set(COMMANDS)
+    assert {
+        "generate",
+        "snapshots",
+        "score",
+        "demo",
+        "train",
+        "compare",
+        "predict",
+        "explain",
+        "promote",
+        "report",
+    } <= set(COMMANDS)
     assert {"history", "alerts", "monitor"} <= set(COMMANDS)
 
 
