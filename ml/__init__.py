@@ -22,10 +22,10 @@ from ml.errors import CardError, DataError, HealthScoreError, HealthScoreWarning
 from ml.scorecard import WeightedScorecard, assign_bands, percentile_rank, score_table
 
 if TYPE_CHECKING:  # the heavier stages load on first use (see __getattr__), so `import ml` stays fast
-    from ml.model.additive import compile_additive, learned_card, shape_curves
     from ml.data.raw import RawData, generate_raw, write_raw
     from ml.data.snapshots import SnapshotResult, SnapshotSummary, build_snapshots, snapshot_sql
     from ml.data.spec import SnapshotSpec, load_spec, parse_spec
+    from ml.model.additive import compile_additive, learned_card, shape_curves
     from ml.model.booster import HealthModel
     from ml.model.calibration import ScoreCalibrator
     from ml.model.explain import explain_customer
