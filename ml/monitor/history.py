@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,7 +262,9 @@ def scoring_dates(frame: pd.DataFrame, card, run_date: dt.date | None = None) ->
     today, UTC) when the card has no date column."""
     col = card.date_column
     if col and col in frame.columns:
-        d = pd.to_datetime(frame[col], errors="coerce")
+        with warnings.catch_warnings():  # mixed or odd formats fall back to dateutil; bad ones are reported below
+            warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+            d = pd.to_datetime(frame[col], errors="coerce")
         bad = d.isna() & frame[col].notna()
         if d.isna().any():
             example = frame.loc[bad, col].astype(str).head(3).tolist() if bad.any() else ["(empty)"]
