@@ -21,11 +21,16 @@ venv: $(STAMP) ## Create .venv and install the locked dependencies and the packa
 demo: $(STAMP) ## Run the whole job on built-in synthetic data
 	$(BIN)/healthscore demo
 
-test: $(STAMP) ## Run the whole test suite (notebooks included)
+test: $(STAMP) java-check ## Run the whole test suite (notebooks and the Spark tests included)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) ## The quick loop: every test not marked slow (under a minute)
 	$(BIN)/python -m pytest -m "not slow" -q
+
+java-check: $(STAMP) ## Check for Java 17+ (the Spark engine and its tests need it; says how to install it)
+	@$(BIN)/python -c "import sys; from ml.spark import java_problem; p = java_problem(); \
+	  print(f'warning: {p} Until then the Spark tests are skipped.' if p else 'java: ok (Spark engine available)', \
+	  file=sys.stderr if p else sys.stdout)"
 
 bench: $(STAMP) ## Run the speed and memory benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python benchmarks/run.py
@@ -36,11 +41,11 @@ lint: $(STAMP) ## Lint with ruff
 
 lock: ## Re-resolve the lock file from pyproject.toml (needs the package registry)
 	rm -rf /tmp/healthscore-lock && $(PYTHON) -m venv /tmp/healthscore-lock
-	/tmp/healthscore-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/healthscore-lock/bin/pip install --quiet -e '.[dev,spark]'
 	{ echo "# Exact versions the set-up installs (make venv). Regenerate with: make lock"; echo "setuptools==65.5.0"; \
 	  /tmp/healthscore-lock/bin/pip freeze --exclude-editable | grep -v -E '^(pip|setuptools)=='; } > requirements.lock
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 
-.PHONY: help venv demo test test-fast bench lint lock clean
+.PHONY: help venv demo test test-fast java-check bench lint lock clean

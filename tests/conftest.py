@@ -111,3 +111,38 @@ def default_card_raw(configs_dir) -> Callable[..., dict[str, Any]]:
 def data_dir() -> Path:
     """tests/data: small public datasets copied unchanged, each with its SOURCE.md."""
     return REPO / "tests" / "data"
+
+
+# Spark settings for tests: a small JVM on two local cores, bound to the loopback interface, no UI
+SPARK_TEST_CONF = {
+    "spark.driver.memory": "1g",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "2",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (``local[2]``) for the whole run; skipped with the reason when PySpark
+    or Java 17 is missing (failed instead under ``HEALTHSCORE_REQUIRE_SPARK=1``, as in CI). Its Python
+    workers run this interpreter (PYSPARK_PYTHON)."""
+    import os
+    import sys
+
+    required = bool(os.environ.get("HEALTHSCORE_REQUIRE_SPARK"))  # set by .ci/run: no silent skip in CI
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        (pytest.fail if required else pytest.skip)("PySpark is not installed: pip install 'healthscore[spark]'")
+    from ml.spark import java_problem, session
+
+    problem = java_problem()
+    if problem:
+        (pytest.fail if required else pytest.skip)(problem)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    spark = session("local[2]", app_name="healthscore-tests", conf=SPARK_TEST_CONF)
+    yield spark
+    spark.stop()

@@ -343,12 +343,27 @@ def compare(model: ModelOpt) -> None:
         typer.echo(f"direction check: {c.indicator}: {c.evidence}")
 
 
+ENGINES = ("pandas", "spark")
+
+
 @app.command()
 @boundary
 def predict(
     model: ModelOpt,
-    data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the predictions (.csv or .parquet).")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d", help="Snapshots: a .csv or .parquet file (--engine spark: Parquet, a file or a directory)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Where to write the predictions (.csv or .parquet; --engine spark: a Parquet directory).",
+        ),
+    ],
     drivers: Annotated[int, typer.Option("--drivers", min=0, max=10, help="Top drivers as text per customer.")] = 3,
     strict: StrictOpt = False,
     raw_csv: RawCsvOpt = False,
@@ -361,9 +376,39 @@ def predict(
             file_okay=False,
         ),
     ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="pandas (one machine, default) or spark (Parquet in and out).")
+    ] = "pandas",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master", help="--engine spark: the Spark master URL (default: the running session, or local[*])."
+        ),
+    ] = None,
 ) -> None:
     """Score new snapshots: health score, band and churn probability, for the model and the manual card."""
     from ml.data.checks import check_rows
+    from ml.errors import DataError
+
+    if engine not in ENGINES:
+        raise DataError(f"--engine must be pandas or spark; got {engine!r}.")
+    if engine == "spark":
+        from ml.spark import predict_files
+
+        if raw_csv:
+            raise DataError("--raw-csv applies to CSV output; --engine spark writes Parquet. Drop --raw-csv.")
+        if history is not None:
+            raise DataError(
+                "--history appends to a local history directory, which the pandas engine writes; "
+                "drop --history with --engine spark (or score that date with the pandas engine)."
+            )
+        unseen = "error" if strict else "missing"
+        written, summary, card = predict_files(model, data, out, master=master, drivers=drivers, unseen=unseen)
+        typer.echo(f"predicted {int(summary['customers'].sum()):,} rows -> {written}")
+        render.print_summary_table(summary, card, title="Band summary (model)")
+        return
+    if master is not None:
+        raise DataError("--master applies to --engine spark; drop it or add --engine spark.")
     from ml.data.io import read_table, write_table
 
     m = _load_model(model)

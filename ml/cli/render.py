@@ -31,9 +31,13 @@ def band_summary(table, card):
 
 
 def print_band_summary(table, card, title: str = "Band summary (manual card)") -> None:
+    print_summary_table(band_summary(table, card), card, title=title)
+
+
+def print_summary_table(summary, card, title: str = "Band summary (manual card)") -> None:
+    """Print a ``band_summary``-shaped frame (rows, share and mean score per band)."""
     from rich.table import Table
 
-    summary = band_summary(table, card)
     colors = {b.name: b.color for b in card.bands}
     t = Table(title=esc(title))
     for col in ("band", "rows", "share", "mean score"):

@@ -1,0 +1,425 @@
+"""Scoring past one machine: the same model directory run on Apache Spark (``pip install 'healthscore[spark]'``).
+
+``predict(spark_df, model_uri)`` returns a Spark DataFrame with every column of ``healthscore
+predict`` (id, date, ``health_score``, ``band``, ``churn_probability``, ``manual_score``,
+``manual_band``, ``manual_churn_probability``, ``driver_1..k``), computed by the very code the pandas
+engine runs (:meth:`ml.model.booster.HealthModel.predict`), one Arrow batch at a time on the executors.
+
+Why ``mapInPandas`` over the model rather than ``mlflow.pyfunc.spark_udf``:
+
+* **Whole rows in, whole rows out.** ``predict`` returns the id and date beside the scores. A UDF
+  returns one (struct) column computed from the columns passed to it; the keys would have to go in
+  as arguments and come back in the struct, then be unpacked. ``mapInPandas`` hands each task its
+  rows as pandas frames and takes frames back under one declared schema: no struct juggling, no
+  per-column argument list to keep in step with the model's features.
+* **The same numbers and types as the pandas engine.** ``spark_udf`` goes through the pyfunc wrapper,
+  which turns dates into strings for JSON serving; here the executors call ``HealthModel.predict``
+  itself, so a Spark date stays a date and every number is bit-for-bit the pandas engine's.
+* **Nothing but this package on the executors.** ``spark_udf`` loads the model with MLflow on every
+  executor (MLflow installed there, the model archive unpacked per worker). Here the driver resolves
+  the model (a directory, or ``models:/name@alias`` from the registry, where the tracking credentials
+  live), verifies it, and ships the two files scoring needs (``model.txt``, ``model.json``, a few
+  hundred kB, checked against the directory's manifest again on arrival) inside the task; each Python
+  worker loads it once and keeps it for the following tasks.
+
+Why per-batch scoring gives whole-table numbers: nothing in a prediction depends on the other rows
+being scored. The booster and calibrators are fixed; ``percentile`` card indicators rank against the
+reference population stored with the model (not the batch); quantile band cuts and the drivers'
+"portfolio median" are stored too. ``tests/test_spark.py`` checks this on several partitions.
+
+Errors raised on an executor (a new category, text in a numeric column) come back to the driver as
+the same :class:`~ml.errors.HealthScoreError` subclass with the same message. Warnings raised on
+executors (e.g. unknown categories for the manual card) stay in the executors' logs.
+
+Spark needs Java 17 or newer; :func:`session` checks for it first and says how to install it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ml.errors import CardError, DataError, HealthScoreError, ModelError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ml.card import Card
+    from ml.model.booster import HealthModel
+
+MIN_JAVA = 17
+JAVA_INSTALL_HINT = (
+    "Install Java 17 (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; macOS: `brew install openjdk@17`) "
+    "or point JAVA_HOME at a Java 17+ installation."
+)
+SCORING_FILES = ("model.txt", "model.json")  # what load_model reads; the rest of the directory stays on the driver
+SCORE_COLUMNS = (
+    ("health_score", "double"),
+    ("band", "string"),
+    ("churn_probability", "double"),
+    ("manual_score", "double"),
+    ("manual_band", "string"),
+    ("manual_churn_probability", "double"),
+)
+_ERRORS = {cls.__name__: cls for cls in (CardError, DataError, ModelError, HealthScoreError)}
+
+
+class EngineError(HealthScoreError):
+    """The Spark engine cannot start: PySpark or Java missing, or a job failed for a reason outside the data."""
+
+
+# ---- set-up --------------------------------------------------------------------------------------
+def java_version() -> tuple[int | None, str]:
+    """(major version or None, the java executable) of the Java that PySpark will start."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        return None, java or "java"
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, java
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        return None, java
+    major = int(m.group(1))
+    return (int(m.group(2) or 0) if major == 1 else major), java  # "1.8.0_392" is Java 8
+
+
+def java_problem() -> str | None:
+    """Why Spark cannot start here (no Java, or one older than 17), with the install command; None if fine."""
+    major, java = java_version()
+    if major is None:
+        return f"Spark needs Java {MIN_JAVA} or newer and none was found ({java}). {JAVA_INSTALL_HINT}"
+    if major < MIN_JAVA:
+        return f"Spark needs Java {MIN_JAVA} or newer; {java} is Java {major}. {JAVA_INSTALL_HINT}"
+    return None
+
+
+def check_java() -> None:
+    """Raise :class:`EngineError` with the install command unless Java 17+ is available."""
+    problem = java_problem()
+    if problem:
+        raise EngineError(problem)
+
+
+def _pyspark():
+    try:
+        import pyspark
+    except ImportError:
+        raise EngineError(
+            "the Spark engine needs PySpark: pip install 'healthscore[spark]' (or `make venv`, which installs it)."
+        ) from None
+    return pyspark
+
+
+def session(master: str | None = None, *, app_name: str = "healthscore", conf: dict[str, str] | None = None):
+    """A SparkSession: the running one when there is one on ``master`` (or ``master`` is None: under
+    spark-submit or in a notebook on a cluster), else a new one on ``master`` (any Spark master URL;
+    default ``local[*]``).
+
+    A new local session is bound to 127.0.0.1 (nothing listens on the network) and its Python
+    workers run this interpreter (``PYSPARK_PYTHON``), so they see the same packages as the driver."""
+    _pyspark()
+    import warnings
+
+    from pyspark.sql import SparkSession
+
+    # PySpark 4 warns that pandas 3 is "not fully supported"; the columns this package exchanges with
+    # Spark are checked against the pandas engine by tests/test_spark.py
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    running = SparkSession.getActiveSession()
+    if running is not None and (master is None or running.conf.get("spark.master", None) == master):
+        for key, value in (conf or {}).items():
+            try:  # runtime (SQL) settings apply to a running session; static ones only to a new one
+                running.conf.set(key, value)
+            except Exception:  # a static setting of a session already started
+                pass
+        return running
+    check_java()
+    local = master is None or master.startswith("local")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if local:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    if local:
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+    builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:
+        raise EngineError(
+            f"could not start Spark on {master or 'local[*]'} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})."
+        ) from None
+    try:
+        spark.sparkContext.setLogLevel("ERROR")
+    except Exception:  # Spark Connect has no SparkContext
+        pass
+    return spark
+
+
+# ---- the model on the executors -------------------------------------------------------------------
+def model_directory(model_uri: str | os.PathLike) -> Path:
+    """A local model directory for ``model_uri``: the directory itself, or a download of
+    ``models:/<name>@<alias>`` (``models:/<name>/<version>``) from the MLflow registry."""
+    uri = str(model_uri)
+    if uri.startswith("models:/"):
+        from ml.serving.tracking import download_model
+
+        return download_model(uri)
+    return Path(uri)
+
+
+def model_payload(model_dir: str | os.PathLike) -> dict[str, bytes]:
+    """The files scoring needs, verified, with a manifest listing just them (so the copy on each
+    executor is checked against the original checksums again)."""
+    from ml.serving.bundle import MANIFEST, verify
+
+    model_dir = Path(model_dir)
+    manifest = verify(model_dir)
+    files = {name: (model_dir / name).read_bytes() for name in SCORING_FILES}
+    subset = {"format_version": manifest["format_version"], "files": {n: manifest["files"][n] for n in SCORING_FILES}}
+    files[MANIFEST] = json.dumps(subset).encode()
+    return files
+
+
+_WORKER_MODELS: dict[str, HealthModel] = {}  # per Python worker process, reused across tasks
+
+
+def worker_model(payload: dict[str, bytes]) -> HealthModel:
+    """The model in ``payload``, loaded once per process (by content digest)."""
+    digest = hashlib.sha256(b"".join(payload[k] for k in sorted(payload))).hexdigest()
+    model = _WORKER_MODELS.get(digest)
+    if model is None:
+        from ml.serving.bundle import load_model
+
+        tmp = Path(tempfile.mkdtemp(prefix="healthscore-spark-model-"))
+        try:
+            for name, content in payload.items():
+                (tmp / name).write_bytes(content)
+            model = load_model(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _WORKER_MODELS[digest] = model
+    return model
+
+
+def to_plain(table: pd.DataFrame) -> pd.DataFrame:
+    """Category columns as plain text (Arrow maps them to Spark strings); everything else unchanged."""
+    out = table.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out
+
+
+def score_batches(batches: Iterator[pd.DataFrame], payload: dict[str, bytes], drivers: int) -> Iterator[pd.DataFrame]:
+    """The ``mapInPandas`` function: each Arrow batch of a partition through ``HealthModel.predict``."""
+    model = worker_model(payload)
+    for frame in batches:
+        if len(frame):
+            yield to_plain(model.predict(frame, drivers=drivers))
+
+
+def output_schema(input_schema, card: Card, drivers: int):
+    """The Spark schema of ``predict``'s result: the id (and date) typed as in the input, then the scores."""
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    types = {"double": DoubleType(), "string": StringType()}
+    by_name = {f.name: f for f in input_schema.fields}
+    keys = [card.id_column] + ([card.date_column] if card.date_column and card.date_column in by_name else [])
+    fields = [StructField(k, by_name[k].dataType, True) for k in keys]
+    fields += [StructField(name, types[kind], True) for name, kind in SCORE_COLUMNS]
+    fields += [StructField(f"driver_{j + 1}", StringType(), True) for j in range(drivers)]
+    return StructType(fields)
+
+
+def predict(spark_df: DataFrame, model_uri: str | os.PathLike, *, drivers: int = 3) -> DataFrame:
+    """Score ``spark_df`` with the model at ``model_uri`` (a directory or ``models:/name@alias``).
+
+    Returns a lazy Spark DataFrame with the columns of ``healthscore predict``, one row per input
+    row, in the input's partitioning and order. The schema is checked on the driver first (missing
+    columns are one :class:`~ml.errors.DataError`, as with the pandas engine)."""
+    return _predict(spark_df, model_directory(model_uri), drivers)[0]
+
+
+def _predict(spark_df: DataFrame, model_dir: Path, drivers: int) -> tuple[DataFrame, Card]:
+    from ml.serving.bundle import load_model
+
+    if not 0 <= int(drivers) <= 10:
+        raise DataError(f"drivers must be between 0 and 10; got {drivers}.")
+    model = load_model(model_dir)
+    card = model.card
+    columns = list(spark_df.columns)
+    if card.id_column not in columns:
+        raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
+    # every missing column at once, in the pandas engine's words and order
+    model.schema_.check(pd.DataFrame(columns=columns))
+    card.check_columns(columns)
+    schema = output_schema(spark_df.schema, card, int(drivers))
+    func = functools.partial(score_batches, payload=model_payload(model_dir), drivers=int(drivers))
+    return spark_df.mapInPandas(func, schema), card
+
+
+def raise_from_spark(exc: BaseException) -> None:
+    """Re-raise a Spark job failure: an error of this package raised on an executor comes back as
+    itself (same class, same message); anything else as :class:`EngineError`."""
+    text = str(exc)
+    found = re.findall(r"ml\.errors\.(\w+): (.+)", text)
+    if found:
+        name, message = found[-1]
+        raise _ERRORS.get(name, HealthScoreError)(message.strip()) from None
+    first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+    raise EngineError(f"the Spark job failed: {first.strip()[:400]}") from None
+
+
+def is_spark_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error reported by Spark (a failed job or query), not one of ours."""
+    try:
+        from pyspark.errors import PySparkException
+    except ImportError:  # pragma: no cover - PySpark absent
+        return False
+    py4j = type(exc).__module__.startswith("py4j")
+    return isinstance(exc, PySparkException) or py4j
+
+
+# ---- files in and out ------------------------------------------------------------------------------
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(path: str) -> Path:
+    return Path(path[len("file://") :] if path.startswith("file://") else path)
+
+
+def read_parquet(spark: SparkSession, path: str | os.PathLike) -> DataFrame:
+    """A Parquet file or a directory of Parquet files (local or any URI Spark can read)."""
+    path = str(path)
+    if _is_local(path):
+        p = _local(path)
+        if not p.exists():
+            raise DataError(f"{p}: file not found; check the --data path.")
+        if p.is_file() and p.suffix.lower() not in (".parquet", ".pq"):
+            raise DataError(
+                f"{p}: the Spark engine reads Parquet (a .parquet file or a directory of them); "
+                f"convert the table first (e.g. pandas: pd.read_csv(...).to_parquet('{p.stem}.parquet'))."
+            )
+    try:
+        return spark.read.parquet(path)
+    except Exception as exc:
+        if is_spark_failure(exc):
+            raise DataError(f"{path}: could not read Parquet ({' '.join(str(exc).split())[:300]}).") from None
+        raise
+
+
+def _looks_like_spark_output(p: Path) -> bool:
+    names = [q.name for q in p.iterdir()]
+    return all(n.startswith(("part-", "_", ".")) for n in names)
+
+
+def write_parquet(frame: DataFrame, path: str | os.PathLike) -> str:
+    """Write ``frame`` as a Parquet dataset (a directory of part files, readable by pandas, DuckDB and
+    Spark). A local path is written atomically: into a hidden sibling first, renamed into place when
+    complete. An existing directory is replaced only if it holds nothing but a previous Spark output."""
+    path = str(path)
+    if not _is_local(path):
+        frame.write.mode("overwrite").parquet(path)
+        return path
+    target = _local(path).resolve()
+    if target.is_dir() and not _looks_like_spark_output(target):
+        raise DataError(
+            f"{target}: is a directory that holds other files; --out must be a new path or a previous Spark output."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        frame.write.mode("overwrite").parquet(str(tmp))
+        if target.is_dir():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if target.exists():
+                target.unlink()
+            tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def band_summary(scored: DataFrame, card: Card) -> pd.DataFrame:
+    """Rows, share and mean health per band of a scored Spark DataFrame (aggregated on Spark; only the
+    per-band totals come back), in the shape of ``ml.cli.render.band_summary``."""
+    from pyspark.sql import functions as F
+
+    rows = scored.groupBy("band").agg(F.count("*").alias("n"), F.avg("health_score").alias("mean")).collect()
+    got = {r["band"]: (int(r["n"]), r["mean"]) for r in rows}
+    names = [b.name for b in card.bands]
+    total = sum(n for n, _ in got.values())
+    counts = pd.Series([got.get(b, (0, None))[0] for b in names], index=pd.Index(names, name="band"))
+    mean = pd.Series([got.get(b, (0, float("nan")))[1] for b in names], index=counts.index, dtype=float)
+    return pd.DataFrame({"customers": counts, "share": counts / max(total, 1), "mean_score": mean})
+
+
+def predict_files(
+    model_uri: str,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    master: str | None = None,
+    drivers: int = 3,
+    spark: SparkSession | None = None,
+) -> tuple[str, pd.DataFrame, Card]:
+    """``healthscore predict --engine spark``: Parquet in, Parquet out; returns (output path, band
+    summary, card)."""
+    if str(out).lower().endswith((".csv", ".txt", ".csv.gz")):
+        raise DataError(f"{out}: the Spark engine writes Parquet; give --out a .parquet path (written as a directory).")
+    if _is_local(str(data)) and _is_local(str(out)) and _local(str(data)).resolve() == _local(str(out)).resolve():
+        raise DataError(f"{out}: --out is the --data path; write the predictions elsewhere.")
+    spark = spark or session(master)
+    model_dir = model_directory(model_uri)
+    try:
+        scored, card = _predict(read_parquet(spark, data), model_dir, drivers)
+        written = write_parquet(scored, out)
+        summary = band_summary(spark.read.parquet(written), card)
+    except HealthScoreError:
+        raise
+    except Exception as exc:
+        if is_spark_failure(exc):
+            raise_from_spark(exc)
+        raise
+    return written, summary, card
+
+
+__all__ = [
+    "EngineError",
+    "band_summary",
+    "check_java",
+    "java_problem",
+    "java_version",
+    "model_directory",
+    "predict",
+    "predict_files",
+    "read_parquet",
+    "session",
+    "write_parquet",
+]
