@@ -327,6 +327,12 @@ def format_table(results: list[dict[str, Any]]) -> str:
         extra = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in r.get("info", {}).items())
         if extra:
             out.append(f"  {r['name']}: {extra}")
+        rows_n = r.get("info", {}).get("rows")
+        if isinstance(rows_n, int) and r.get("seconds"):
+            rates = f"{rows_n / r['seconds']:,.0f} rows/s measured"
+            if r.get("baseline_seconds"):
+                rates += f", {rows_n / r['baseline_seconds']:,.0f} rows/s baseline"
+            out.append(f"  {r['name']}: {rates} (medians)")
         if r.get("failures"):
             out.append(f"  {r['name']}: missed {'; '.join(r['failures'])}")
         if "error" in r:
@@ -340,7 +346,7 @@ def environment() -> dict[str, Any]:
     from importlib import metadata
 
     versions = {}
-    for pkg in ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "shap"):
+    for pkg in ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "shap", "pyspark"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -329,6 +329,18 @@ def read_parquet(spark: SparkSession, path: str | os.PathLike) -> DataFrame:
         raise
 
 
+def balanced(frame: DataFrame) -> DataFrame:
+    """``frame`` spread over at least as many partitions as Spark runs tasks at once. Spark splits
+    Parquet by row group, and pandas writes up to ~1M rows per group: such a file would be scored by
+    one task while the other cores idle."""
+    try:
+        parallelism = frame.sparkSession.sparkContext.defaultParallelism
+        partitions = frame.rdd.getNumPartitions()
+    except Exception:  # Spark Connect: no RDDs; leave the partitioning to the server
+        return frame
+    return frame.repartition(parallelism) if partitions < parallelism else frame
+
+
 def _looks_like_spark_output(p: Path) -> bool:
     names = [q.name for q in p.iterdir()]
     return all(n.startswith(("part-", "_", ".")) for n in names)
@@ -398,7 +410,7 @@ def predict_files(
     spark = spark or session(master)
     model_dir = model_directory(model_uri)
     try:
-        scored, card = _predict(read_parquet(spark, data), model_dir, drivers)
+        scored, card = _predict(balanced(read_parquet(spark, data)), model_dir, drivers)
         written = write_parquet(scored, out)
         summary = band_summary(spark.read.parquet(written), card)
     except HealthScoreError:
