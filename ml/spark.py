@@ -149,10 +149,12 @@ def session(master: str | None = None, *, app_name: str = "healthscore", conf: d
                 pass
         return running
     check_java()
-    local = master is None or master.startswith("local")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    if local:
+    # spark-submit starts the JVM (and sets its master) before this process: leave its network alone
+    submitted = master is None and "PYSPARK_GATEWAY_PORT" in os.environ
+    local = not submitted and (master is None or master.startswith("local"))
+    if local:  # workers on this machine run this interpreter; a cluster's come from its own set-up
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name)
     if master:

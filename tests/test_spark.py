@@ -28,6 +28,8 @@ pytest.importorskip("pyspark", reason="PySpark is not installed: pip install 'he
 
 from ml import spark as hs_spark
 
+pytestmark = pytest.mark.slow  # a Spark session (JVM start ~10-30 s on this machine): `make test-fast` skips these
+
 KEYS = ["customer_id", "snapshot_date"]
 FLOATS = ["health_score", "churn_probability", "manual_score", "manual_churn_probability"]
 TEXTS = ["band", "manual_band", "driver_1", "driver_2", "driver_3"]
