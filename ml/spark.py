@@ -232,12 +232,14 @@ def to_plain(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def score_batches(batches: Iterator[pd.DataFrame], payload: dict[str, bytes], drivers: int) -> Iterator[pd.DataFrame]:
+def score_batches(
+    batches: Iterator[pd.DataFrame], payload: dict[str, bytes], drivers: int, unseen: str = "error"
+) -> Iterator[pd.DataFrame]:
     """The ``mapInPandas`` function: each Arrow batch of a partition through ``HealthModel.predict``."""
     model = worker_model(payload)
     for frame in batches:
         if len(frame):
-            yield to_plain(model.predict(frame, drivers=drivers))
+            yield to_plain(model.predict(frame, drivers=drivers, unseen=unseen))
 
 
 def output_schema(input_schema, card: Card, drivers: int):
@@ -253,16 +255,18 @@ def output_schema(input_schema, card: Card, drivers: int):
     return StructType(fields)
 
 
-def predict(spark_df: DataFrame, model_uri: str | os.PathLike, *, drivers: int = 3) -> DataFrame:
+def predict(spark_df: DataFrame, model_uri: str | os.PathLike, *, drivers: int = 3, unseen: str = "error") -> DataFrame:
     """Score ``spark_df`` with the model at ``model_uri`` (a directory or ``models:/name@alias``).
 
     Returns a lazy Spark DataFrame with the columns of ``healthscore predict``, one row per input
     row, in the input's partitioning and order. The schema is checked on the driver first (missing
-    columns are one :class:`~ml.errors.DataError`, as with the pandas engine)."""
-    return _predict(spark_df, model_directory(model_uri), drivers)[0]
+    columns are one :class:`~ml.errors.DataError`, as with the pandas engine). ``unseen`` as in
+    :meth:`~ml.model.booster.HealthModel.predict`: ``"error"`` refuses a category unseen in training,
+    ``"missing"`` scores it as missing (the warning stays in the executor's log)."""
+    return _predict(spark_df, model_directory(model_uri), drivers, unseen)[0]
 
 
-def _predict(spark_df: DataFrame, model_dir: Path, drivers: int) -> tuple[DataFrame, Card]:
+def _predict(spark_df: DataFrame, model_dir: Path, drivers: int, unseen: str) -> tuple[DataFrame, Card]:
     from ml.serving.bundle import load_model
 
     if not 0 <= int(drivers) <= 10:
@@ -276,7 +280,9 @@ def _predict(spark_df: DataFrame, model_dir: Path, drivers: int) -> tuple[DataFr
     model.schema_.check(pd.DataFrame(columns=columns))
     card.check_columns(columns)
     schema = output_schema(spark_df.schema, card, int(drivers))
-    func = functools.partial(score_batches, payload=model_payload(model_dir), drivers=int(drivers))
+    if unseen not in ("error", "missing"):
+        raise DataError(f"unseen must be 'error' or 'missing'; got {unseen!r}.")
+    func = functools.partial(score_batches, payload=model_payload(model_dir), drivers=int(drivers), unseen=unseen)
     return spark_df.mapInPandas(func, schema), card
 
 
@@ -401,6 +407,7 @@ def predict_files(
     *,
     master: str | None = None,
     drivers: int = 3,
+    unseen: str = "error",
     spark: SparkSession | None = None,
 ) -> tuple[str, pd.DataFrame, Card]:
     """``healthscore predict --engine spark``: Parquet in, Parquet out; returns (output path, band
@@ -412,7 +419,7 @@ def predict_files(
     spark = spark or session(master)
     model_dir = model_directory(model_uri)
     try:
-        scored, card = _predict(balanced(read_parquet(spark, data)), model_dir, drivers)
+        scored, card = _predict(balanced(read_parquet(spark, data)), model_dir, drivers, unseen)
         written = write_parquet(scored, out)
         summary = band_summary(spark.read.parquet(written), card)
     except HealthScoreError:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ml.card import parse_card
 from ml.cli.app import app
 from ml.data.generate import generate_snapshots
-from ml.errors import DataError
+from ml.errors import DataError, HealthScoreWarning
 from ml.pipeline import train
 from ml.serving.bundle import load_model
 
@@ -51,6 +51,10 @@ def new_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("spark-data") / "new.parquet"
     frame.to_parquet(path, index=False)
     return path
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -105,10 +109,21 @@ def test_output_schema_keeps_the_input_types(spark, model_dir, new_data):
     assert all(isinstance(types[c], DoubleType) for c in FLOATS)
 
 
-def test_no_drivers(spark, model_dir, new_data):
-    frame = spark.read.parquet(str(new_data)).repartition(3)
-    got = hs_spark.predict(frame, str(model_dir), drivers=0).toPandas()
-    want = load_model(model_dir).predict(pd.read_parquet(new_data), drivers=0)
+@pytest.fixture(scope="module")
+def unseen_data(new_data, tmp_path_factory):
+    """``new_data`` with a plan the model never saw in every 50th row."""
+    pdf = pd.read_parquet(new_data)
+    pdf.loc[pdf.index[::50], "plan"] = "platinum"
+    path = tmp_path_factory.mktemp("spark-unseen") / "unseen.parquet"
+    pdf.to_parquet(path, index=False)
+    return path
+
+
+def test_no_drivers_and_unseen_categories_as_missing(spark, model_dir, unseen_data):
+    frame = spark.read.parquet(str(unseen_data)).repartition(3)
+    got = hs_spark.predict(frame, str(model_dir), drivers=0, unseen="missing").toPandas()
+    with pytest.warns(HealthScoreWarning, match="platinum"):
+        want = load_model(model_dir).predict(pd.read_parquet(unseen_data), drivers=0, unseen="missing")
     assert "driver_1" not in got.columns
     assert_same_predictions(got, want)
 
@@ -142,24 +157,20 @@ def test_missing_columns_are_reported_before_any_job(spark, model_dir, new_data)
         hs_spark.predict(spark.read.parquet(str(new_data)).drop("snapshot_date"), str(model_dir))
 
 
-def test_an_executor_error_comes_back_as_the_same_error(spark, model_dir, new_data, tmp_path):
-    pdf = pd.read_parquet(new_data)
-    pdf.loc[pdf.index[::50], "plan"] = "platinum"  # a plan the model never saw
-    bad = tmp_path / "bad.parquet"
-    pdf.to_parquet(bad, index=False)
-    with pytest.raises(DataError) as pandas_error:
-        load_model(model_dir).predict(pdf)
-    with pytest.raises(DataError, match=r"column 'plan' has categories unseen in training: \['platinum'\]") as got:
-        hs_spark.predict_files(str(model_dir), bad, tmp_path / "out.parquet", spark=spark)
-    assert str(got.value) == str(pandas_error.value)  # the pandas engine's message, word for word
-    assert not (tmp_path / "out.parquet").exists()  # nothing half-written
+def test_an_executor_error_comes_back_as_the_same_error(spark, model_dir, unseen_data, tmp_path):
+    """``--strict``: the category check runs on the executors and fails there; the CLI prints the
+    pandas engine's message, word for word, as one line."""
+    with pytest.raises(DataError, match=r"column 'plan' has categories unseen in training: \['platinum'\]") as want:
+        load_model(model_dir).predict(pd.read_parquet(unseen_data))
+    out = tmp_path / "out.parquet"
+    result = _invoke("predict", "--engine", "spark", "--strict", "-m", model_dir, "-d", unseen_data, "-o", out)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: {' '.join(str(want.value).split())}"
+    assert "Traceback" not in result.output
+    assert not out.exists()  # nothing half-written
 
 
 # ---- the command line -----------------------------------------------------------------------------
-def _invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def test_cli_predict_engine_spark_writes_parquet(spark, model_dir, new_data, tmp_path):
     out = tmp_path / "pred.parquet"
     result = _invoke("predict", "--engine", "spark", "--master", "local[2]", "-m", model_dir, "-d", new_data, "-o", out)
