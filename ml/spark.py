@@ -338,15 +338,17 @@ def read_parquet(spark: SparkSession, path: str | os.PathLike) -> DataFrame:
 
 
 def balanced(frame: DataFrame) -> DataFrame:
-    """``frame`` spread over at least as many partitions as Spark runs tasks at once. Spark splits
-    Parquet by row group, and pandas writes up to ~1M rows per group: such a file would be scored by
-    one task while the other cores idle."""
+    """``frame`` dealt round-robin over at least as many partitions as Spark runs tasks at once.
+
+    Spark splits Parquet by row group, and pandas writes up to ~1M rows per group: such a file is
+    read as one busy partition and empty ones, and scoring it would keep one core busy. Scoring (with
+    drivers) costs far more per row than the shuffle that spreads the rows."""
     try:
         parallelism = frame.sparkSession.sparkContext.defaultParallelism
         partitions = frame.rdd.getNumPartitions()
     except Exception:  # Spark Connect: no RDDs; leave the partitioning to the server
         return frame
-    return frame.repartition(parallelism) if partitions < parallelism else frame
+    return frame.repartition(max(parallelism, partitions))
 
 
 def _looks_like_spark_output(p: Path) -> bool:
