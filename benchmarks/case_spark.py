@@ -102,3 +102,61 @@ def spark_predict_1m(ctx: Context) -> Bench:
         check=check,
         info={"rows": rows, "master": MASTER},
     )
+
+
+def snapshots_spark(spec: str, out: str) -> dict:
+    """``healthscore snapshots --engine spark --master local[2]`` minus the session start-up (and a
+    warm-up query that starts the executors' reading of the files)."""
+    import warnings
+
+    from ml.data.spec import load_spec
+    from ml.spark import build_snapshots, session
+
+    warnings.simplefilter("ignore")
+    started = time.perf_counter()
+    spark = session(MASTER, conf=SPARK_CONF)
+    spark.range(1000).selectExpr("sum(id)").collect()
+    print(f"spark session started in {time.perf_counter() - started:.1f}s", flush=True)
+    start = time.perf_counter()
+    result = build_snapshots(load_spec(spec), out, spark=spark)
+    seconds = time.perf_counter() - start
+    spark.stop()
+    assert result.summary.rows > 0
+    return {"seconds": seconds}
+
+
+@case(
+    "spark_snapshots_20m",
+    "healthscore snapshots, 20M Parquet events x 100,000 customers x 24 dates: Spark local[2] vs DuckDB",
+)
+def spark_snapshots_20m(ctx: Context) -> Bench:
+    # the same raw tables as `snapshots_20m` (generated once per run, whichever case runs first)
+    import case_snapshots
+
+    customers, events = (10_000, 2_000_000) if ctx.quick else (100_000, 20_000_000)
+    spec = ctx.cached(f"raw-events:{events}", lambda: case_snapshots._events(ctx.tmp / f"raw_{events}", customers, events))
+    out_spark, out_duckdb = ctx.tmp / "spark_snapshots.parquet", ctx.tmp / "duckdb_snapshots.parquet"
+
+    def check() -> None:
+        import pyarrow.parquet as pq
+
+        case_snapshots.build(str(spec), str(out_duckdb))
+        got, want = pq.read_table(out_spark), pq.read_table(out_duckdb)
+        if not want.cast(got.schema).equals(got):
+            raise AssertionError(f"Spark built {got.num_rows:,} rows that differ from DuckDB's {want.num_rows:,}")
+
+    return Bench(
+        measured=Call(
+            "case_spark:snapshots_spark",
+            {"spec": str(spec), "out": str(out_spark)},
+            label="ml.spark.build_snapshots on local[2] (session already started)",
+        ),
+        baseline=Call(
+            "case_snapshots:build",
+            {"spec": str(spec), "out": str(out_duckdb)},
+            label="the DuckDB engine: build_snapshots(spec, out.parquet)",
+        ),
+        outputs=(out_duckdb,),  # the Spark output is a directory, replaced by each run
+        check=check,
+        info={"rows": events, "customers": customers, "dates": 24, "master": MASTER},
+    )
