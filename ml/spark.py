@@ -433,9 +433,233 @@ def predict_files(
     return written, summary, card
 
 
+# ---- snapshots on Spark ----------------------------------------------------------------------------
+# DuckDB's types (what the spec's check found in each table) as Spark SQL types
+SPARK_TYPES = {
+    "VARCHAR": "STRING",
+    "BOOLEAN": "BOOLEAN",
+    "TINYINT": "TINYINT",
+    "SMALLINT": "SMALLINT",
+    "INTEGER": "INT",
+    "BIGINT": "BIGINT",
+    "HUGEINT": "DECIMAL(38,0)",
+    "UTINYINT": "SMALLINT",
+    "USMALLINT": "INT",
+    "UINTEGER": "BIGINT",
+    "UBIGINT": "DECIMAL(20,0)",
+    "FLOAT": "FLOAT",
+    "DOUBLE": "DOUBLE",
+    "DATE": "DATE",
+    "TIMESTAMP": "TIMESTAMP_NTZ",
+    "TIMESTAMP_NS": "TIMESTAMP_NTZ",
+    "TIMESTAMP_MS": "TIMESTAMP_NTZ",
+    "TIMESTAMP_S": "TIMESTAMP_NTZ",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+}
+# while a build runs: timestamps without time zone (DuckDB's TIMESTAMP) and UTC for any conversion
+SNAPSHOT_CONF = {"spark.sql.timestampType": "TIMESTAMP_NTZ", "spark.sql.session.timeZone": "UTC"}
+
+
+def spark_type(duckdb_type: str, where: str) -> str:
+    """The Spark SQL type for a DuckDB column type, or one :class:`DataError` naming the column."""
+    t = duckdb_type.upper()
+    if t in SPARK_TYPES:
+        return SPARK_TYPES[t]
+    if re.fullmatch(r"DECIMAL\(\d+,\s*\d+\)", t):
+        return t.replace(" ", "")
+    raise DataError(
+        f"{where}: DuckDB reads it as {duckdb_type}, which the Spark engine does not map; store it as text, "
+        "a number, a date or a timestamp."
+    )
+
+
+def _q(name: str) -> str:
+    """A Spark SQL identifier (backquoted)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+class SparkSQL:
+    """A DuckDB-style connection over a SparkSession: ``execute(sql)`` takes the builder's SQL (DuckDB's
+    dialect, as sqlglot reads it), renders it for Spark and runs it; ``fetchone``/``fetchall``/``df``
+    read the result. So the builder's own queries (bounds, key checks, summary, warnings) run on Spark
+    as written, never as a second copy."""
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+        self._result = None
+
+    def execute(self, sql: str) -> SparkSQL:
+        from ml.data.sql import render
+
+        self._result = self.spark.sql(render(sql, "spark"))
+        return self
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(r) for r in self._result.collect()]
+
+    def fetchone(self) -> tuple | None:
+        rows = self._result.take(1)
+        return tuple(rows[0]) if rows else None
+
+    def df(self) -> pd.DataFrame:
+        return self._result.toPandas()
+
+
+def register_tables(spark: SparkSession, spec, prefix: str, cached: list) -> dict[str, str]:
+    """Each raw table of the spec as a Spark temporary view with DuckDB's column types; returns the
+    ``sources`` for the builder's SQL. CSV is read as text and cast to the types DuckDB found (the same
+    values as DuckDB's reader, ids byte for byte) and kept (``persist``, appended to ``cached``);
+    Parquet is read as stored, in place."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from ml.data.sql import ident
+
+    sources = {}
+    for i, (name, table) in enumerate(spec.tables.items()):
+        files = [str(p) for p in table.files]
+        view = f"{prefix}_{i}"
+        if table.format == "csv":
+            # the file's own columns (a join adds the looked-up ones after them), read as text in the
+            # header's order; naming the columns spares Spark a job to read the header, and
+            # enforceSchema=False still checks every file's header against them
+            joined = set(table.join.columns) if table.join else set()
+            types = {c: t for c, t in spec.schemas[name].items() if c not in joined}
+            text = StructType([StructField(c, StringType(), True) for c in types])
+            raw = spark.read.options(header=True, enforceSchema=False, multiLine=True, escape='"').csv(
+                files, schema=text
+            )
+            cols = [
+                f"CAST({_q(c)} AS {spark_type(t, f'tables.{name}: column {c!r}')}) AS {_q(c)}" for c, t in types.items()
+            ]
+            # parsed once (as DuckDB's engine does): every query of the build reads the typed rows
+            typed = raw.selectExpr(*cols).persist()
+            typed.createOrReplaceTempView(view)
+            cached.append(typed)
+        else:
+            reader = spark.read.option("mergeSchema", len(files) > 1)
+            reader.parquet(*files).createOrReplaceTempView(view)
+        sources[name] = ident(view)
+    return sources
+
+
+def duckdb_output_types(spec, bounds, sources_types: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Column -> DuckDB type of the snapshot table, from the same SQL run by DuckDB over empty tables
+    with the raw tables' types (no data read)."""
+    from ml.data.snapshots import snapshot_sql
+    from ml.data.sql import connect, ident
+
+    con = connect()
+    try:
+        empty = {}
+        for name, columns in sources_types.items():
+            joined = spec.tables[name].join
+            columns = {c: t for c, t in columns.items() if not (joined and c in joined.columns)}  # the file's own
+            table = ident(f"__spark_types_{name}")
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{ident(c)} {t}' for c, t in columns.items())})"
+            )
+            empty[name] = table
+        rows = con.execute(f"DESCRIBE {snapshot_sql(spec, bounds, sources=empty)}").fetchall()
+    finally:
+        con.close()
+    return {r[0]: r[1] for r in rows}
+
+
+def build_snapshots(
+    spec, out: str | os.PathLike | None = None, *, spark: SparkSession | None = None, master: str | None = None
+):
+    """``healthscore snapshots --engine spark``: the snapshot table of ``spec`` built by Spark SQL from
+    the SQL the DuckDB engine runs (:func:`ml.data.snapshots.snapshot_sql` rendered for Spark by
+    sqlglot), with the same rows, order and column types. With ``out``, written as a Parquet directory
+    (any path Spark can write); else ``result.frame`` holds it as pandas. The same key checks,
+    summary and warnings as the DuckDB engine, from the same queries run through :class:`SparkSQL`.
+
+    The session's ``spark.sql.timestampType`` and ``spark.sql.session.timeZone`` are set to
+    TIMESTAMP_NTZ and UTC while it runs (DuckDB's timestamps have no time zone), then restored."""
+    import dataclasses
+    import time
+    import uuid
+
+    from ml.data.snapshots import (
+        SnapshotResult,
+        bounds_sql,
+        resolve_bounds,
+        snapshot_sql,
+        summarize,
+        uniqueness_checks,
+        warn_about,
+    )
+    from ml.data.spec import SnapshotSpec, check_columns, load_spec
+
+    if out is not None and str(out).lower().endswith((".csv", ".txt", ".csv.gz")):
+        raise DataError(f"{out}: the Spark engine writes Parquet; give --out a .parquet path (written as a directory).")
+    spec = spec if isinstance(spec, SnapshotSpec) else load_spec(spec)
+    if not spec.schemas:
+        spec = check_columns(spec)  # DuckDB reads the headers and types only
+    started = time.perf_counter()
+    spark = spark or session(master)
+    saved = {k: spark.conf.get(k, None) for k in SNAPSHOT_CONF}
+    prefix = f"healthscore_{uuid.uuid4().hex[:8]}"
+    views: list[str] = []
+    cached: list = []
+    try:
+        for k, v in SNAPSHOT_CONF.items():
+            spark.conf.set(k, v)
+        sources = register_tables(spark, spec, prefix, cached)
+        views = [s.strip('"') for s in sources.values()]
+        con = SparkSQL(spark)
+        for where, table, sql in uniqueness_checks(spec, sources):
+            dups = con.execute(sql).fetchall()
+            if dups:
+                listed = ", ".join(f"{k!r} ({n} rows)" for k, n in dups)
+                raise DataError(
+                    f"{where}: table {table!r} must hold one row per key, but {listed} repeat; "
+                    "deduplicate the table (or use an event feature with agg: last for values that change)."
+                )
+        latest = con.execute(bounds_sql(spec, sources=sources)).fetchone()
+        events = [d for d in latest[:-1] if d is not None]
+        bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])
+        sql = snapshot_sql(spec, bounds, dialect="spark", sources=sources)
+        types = duckdb_output_types(spec, bounds, spec.schemas)
+        built = spark.sql(sql)
+        built = built.selectExpr(
+            *[f"CAST({_q(c)} AS {spark_type(types[c], f'output column {c!r}')}) AS {_q(c)}" for c in built.columns]
+        )
+        if out is not None:
+            written = write_parquet(built, out)
+            built = spark.read.parquet(written)
+        table = f"{prefix}_snapshots"
+        built.createOrReplaceTempView(table)
+        views.append(table)
+        summary = summarize(con, spec, bounds, time.perf_counter() - started, table=table)
+        warn_about(con, spec, summary, sources, table=table)
+        if out is not None and _is_local(written):
+            summary = dataclasses.replace(summary, path=Path(written))
+        summary = dataclasses.replace(summary, seconds=time.perf_counter() - started)
+        return SnapshotResult(built.toPandas() if out is None else None, summary, sql)
+    except HealthScoreError:
+        raise
+    except Exception as exc:
+        if is_spark_failure(exc):
+            raise_from_spark(exc)
+        raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+        for v in views:
+            spark.catalog.dropTempView(v)
+        for frame in cached:
+            frame.unpersist()
+
+
 __all__ = [
     "EngineError",
+    "SparkSQL",
     "band_summary",
+    "build_snapshots",
     "check_java",
     "java_problem",
     "java_version",
@@ -443,6 +667,8 @@ __all__ = [
     "predict",
     "predict_files",
     "read_parquet",
+    "register_tables",
     "session",
+    "spark_type",
     "write_parquet",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,8 @@ from typer.testing import CliRunner
 from ml.card import parse_card
 from ml.cli.app import app
 from ml.data.generate import generate_snapshots
+from ml.data.raw import generate_raw, write_raw
+from ml.data.snapshots import build_snapshots
 from ml.errors import DataError, HealthScoreWarning
 from ml.pipeline import train
 from ml.serving.bundle import load_model
@@ -30,6 +33,7 @@ from ml import spark as hs_spark
 
 pytestmark = pytest.mark.slow  # a Spark session (JVM start ~10-30 s on this machine): `make test-fast` skips these
 
+REPO = Path(__file__).resolve().parents[1]
 KEYS = ["customer_id", "snapshot_date"]
 FLOATS = ["health_score", "churn_probability", "manual_score", "manual_churn_probability"]
 TEXTS = ["band", "manual_band", "driver_1", "driver_2", "driver_3"]
@@ -252,3 +256,109 @@ def test_check_java_says_how_to_install_it(tmp_path, monkeypatch, setup, match):
     with pytest.raises(hs_spark.EngineError, match=match) as info:
         hs_spark.check_java()
     assert "apt-get install openjdk-17-jre-headless" in str(info.value)
+
+
+# ---- snapshots ---------------------------------------------------------------------------------------
+def assert_same_table(spark_out, duckdb_out) -> None:
+    """The Spark engine's Parquet output holds the DuckDB engine's rows, in the same order, with the
+    same column names and types (Spark marks every column nullable; that is the only difference).
+    Floating-point sums may differ in the last bits (the engines add in different orders)."""
+    import pyarrow.parquet as pq
+
+    got, want = pq.read_table(spark_out), pq.read_table(duckdb_out)
+    assert got.column_names == want.column_names
+    assert [f.type for f in got.schema] == [f.type for f in want.schema]
+    assert got.num_rows == want.num_rows > 0
+    for name in want.column_names:
+        a, b = got[name].to_pandas(), want[name].to_pandas()
+        if pd.api.types.is_float_dtype(b):
+            np.testing.assert_array_equal(a.isna(), b.isna(), err_msg=name)
+            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-12, atol=0, err_msg=name)
+        else:
+            assert a.equals(b), name
+
+
+def _same_summary(a, b) -> None:
+    import dataclasses
+
+    skip = {"seconds", "path"}
+    assert {k: v for k, v in dataclasses.asdict(a).items() if k not in skip} == {
+        k: v for k, v in dataclasses.asdict(b).items() if k not in skip
+    }
+
+
+@pytest.fixture(scope="module")
+def raw_spec(tmp_path_factory):
+    """The raw-table generator's tables (CSV and Parquet) with its demo spec."""
+    return write_raw(generate_raw(150, 6, seed=4), tmp_path_factory.mktemp("raw"))
+
+
+def test_cli_snapshots_engine_spark_equals_duckdb_on_generated_raw_tables(spark, raw_spec, tmp_path):
+    duck = build_snapshots(raw_spec, tmp_path / "duckdb.parquet")
+    out = tmp_path / "spark.parquet"
+    result = _invoke("snapshots", "--engine", "spark", "--master", "local[2]", "--spec", raw_spec, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.is_dir()
+    assert_same_table(out, tmp_path / "duckdb.parquet")
+    assert f"{duck.summary.rows:,}" in result.stdout
+
+
+def test_spark_snapshots_equal_duckdb_on_ravenstack(spark, tmp_path):
+    spec = REPO / "configs" / "snapshots" / "ravenstack.yaml"  # CSV tables, usage joined to accounts
+    duck = build_snapshots(spec, tmp_path / "duckdb.parquet")
+    before = {k: spark.conf.get(k) for k in hs_spark.SNAPSHOT_CONF}
+    got = hs_spark.build_snapshots(spec, tmp_path / "spark.parquet", spark=spark)
+    assert {k: spark.conf.get(k) for k in hs_spark.SNAPSHOT_CONF} == before  # the session's settings restored
+    assert not [t for t in spark.catalog.listTables() if t.name.startswith("healthscore_")]  # no view left
+    assert_same_table(tmp_path / "spark.parquet", tmp_path / "duckdb.parquet")
+    _same_summary(got.summary, duck.summary)
+    assert duck.summary.rows == 3073 and duck.summary.churners > 0
+    # the Spark SQL is the DuckDB engine's query, rendered by sqlglot: no DuckDB-only function left
+    assert "EPOCH(" not in got.sql.upper() and "STRUCT_EXTRACT" not in got.sql.upper()
+
+
+def test_whole_days_agree_to_the_microsecond(spark):
+    """``days_since`` and ``tenure_days`` count whole days; an event half a second before a day
+    boundary must not gain a day on Spark (``EPOCH`` became whole-second ``UNIX_TIMESTAMP`` there)."""
+    import duckdb
+
+    from ml.data.sql import render, whole_days
+
+    pairs = [
+        ("2024-01-01 00:00:00.5", "2024-01-02 00:00:00.25"),  # 23:59:59.75 apart: 0 days
+        ("2023-12-31 23:59:59.999999", "2024-01-02 00:00:00"),  # 1 day and 1 microsecond: 1
+        ("2024-01-01 00:00:00", "2024-01-31 00:00:00"),  # exactly 30 days: 30
+        ("2024-01-02 00:00:01", "2024-01-01 00:00:00"),  # backwards: floor(-1.00001) = -2
+    ]
+    rows = " UNION ALL ".join(
+        f"SELECT TIMESTAMP '{a}' AS a, TIMESTAMP '{b}' AS b, {i} AS i" for i, (a, b) in enumerate(pairs)
+    )
+    sql = f"SELECT i, {whole_days('b', 'a')} AS d FROM ({rows}) AS t ORDER BY i"
+    want = [d for _, d in duckdb.sql(sql).fetchall()]
+    got = [r["d"] for r in spark.sql(render(sql, "spark")).collect()]
+    assert want == [0, 1, 30, -2]
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("duckdb_type", "spark_type"),
+    [
+        ("VARCHAR", "STRING"),
+        ("BIGINT", "BIGINT"),
+        ("INTEGER", "INT"),
+        ("DOUBLE", "DOUBLE"),
+        ("BOOLEAN", "BOOLEAN"),
+        ("DATE", "DATE"),
+        ("TIMESTAMP", "TIMESTAMP_NTZ"),
+        ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP"),
+        ("DECIMAL(18, 3)", "DECIMAL(18,3)"),
+    ],
+)
+def test_duckdb_types_map_to_spark_types(duckdb_type, spark_type):
+    assert hs_spark.spark_type(duckdb_type, "tables.t: column 'c'") == spark_type
+
+
+@pytest.mark.parametrize("duckdb_type", ["INTEGER[]", "STRUCT(a INTEGER)", "MAP(VARCHAR, INTEGER)", "BLOB"])
+def test_unmapped_duckdb_types_are_one_clear_error(duckdb_type):
+    with pytest.raises(DataError, match=r"tables\.t: column 'c': DuckDB reads it as .* which the Spark engine"):
+        hs_spark.spark_type(duckdb_type, "tables.t: column 'c'")

@@ -156,13 +156,30 @@ def generate(
 def snapshots(
     spec: Annotated[Path, typer.Option("--spec", help="The snapshot spec (YAML).", dir_okay=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the snapshots (.csv or .parquet).")],
-    engine: Annotated[str, typer.Option("--engine", help="SQL engine: duckdb (embedded).")] = "duckdb",
+    engine: Annotated[
+        str, typer.Option("--engine", help="SQL engine: duckdb (embedded) or spark (the same SQL on Spark).")
+    ] = "duckdb",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master", help="--engine spark: the Spark master URL (default: the running session, or local[*])."
+        ),
+    ] = None,
 ) -> None:
     """Build the snapshot table (one row per customer per observation date: point-in-time indicators and
     the churn label) from raw CSV/Parquet tables, as the spec says."""
     from ml.data.snapshots import build_snapshots
     from ml.data.spec import load_spec
 
+    if engine == "spark":  # the DuckDB engine's SQL, rendered for Spark SQL (ml.spark)
+        from ml.spark import build_snapshots as build_on_spark
+
+        render.print_snapshot_summary(build_on_spark(load_spec(spec), out, master=master).summary)
+        return
+    if master is not None:
+        from ml.errors import DataError
+
+        raise DataError("--master applies to --engine spark; drop it or add --engine spark.")
     result = build_snapshots(load_spec(spec), out, engine=engine)
     render.print_snapshot_summary(result.summary)
 

@@ -466,8 +466,8 @@ def _build(con: Any, spec: SnapshotSpec, out: str | os.PathLike | None, started:
         bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])
         sql = snapshot_sql(spec, bounds, sources=sources)
         con.execute(f"CREATE TEMP TABLE snapshots AS {sql}")
-        summary = _summary(con, spec, bounds, time.perf_counter() - started)
-        _warn_about(con, spec, summary, sources)
+        summary = summarize(con, spec, bounds, time.perf_counter() - started)
+        warn_about(con, spec, summary, sources)
         frame = None
         if out is None:
             frame = con.execute("SELECT * FROM snapshots").df()
@@ -522,11 +522,15 @@ def write_snapshots(con: Any, table: str, out: str | os.PathLike) -> Path:
     return out
 
 
-def _summary(con: Any, spec: SnapshotSpec, bounds: Bounds, seconds: float) -> SnapshotSummary:
+def summarize(
+    con: Any, spec: SnapshotSpec, bounds: Bounds, seconds: float, table: str = "snapshots"
+) -> SnapshotSummary:
+    """What a build produced, read from the built table ``table`` (any connection with DuckDB's
+    ``execute``: the Spark engine passes its own)."""
     o = spec.output
     row = con.execute(
         f"SELECT COUNT(*), COUNT(DISTINCT {ident(o.id)}), COUNT(DISTINCT {ident(o.date)}), MIN({ident(o.date)}), "
-        f"MAX({ident(o.date)}), COUNT({ident(o.label)}), COALESCE(SUM({ident(o.label)}), 0) FROM snapshots"
+        f"MAX({ident(o.date)}), COUNT({ident(o.label)}), COALESCE(SUM({ident(o.label)}), 0) FROM {ident(table)}"
     ).fetchone()
     rows, customers, n_dates, first, last, labelled, churners = row
     return SnapshotSummary(
@@ -543,7 +547,11 @@ def _summary(con: Any, spec: SnapshotSpec, bounds: Bounds, seconds: float) -> Sn
     )
 
 
-def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary, sources: Mapping[str, str]) -> None:
+def warn_about(
+    con: Any, spec: SnapshotSpec, summary: SnapshotSummary, sources: Mapping[str, str], table: str = "snapshots"
+) -> None:
+    """The build's warnings (empty table, no label, churn ids that are not customers, empty features,
+    leaking static attributes), read from the built table ``table``."""
     if summary.rows == 0:
         warn(
             "the snapshot table is empty: no customer has started and not churned by any observation date; "
@@ -570,7 +578,7 @@ def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary, sources:
             f"{spec.customers.table!r}; their churn is ignored. Check that both use the same ids."
         )
     counts = con.execute(
-        "SELECT " + ", ".join(f"COUNT({ident(f.name)})" for f in spec.features) + " FROM snapshots"
+        "SELECT " + ", ".join(f"COUNT({ident(f.name)})" for f in spec.features) + f" FROM {ident(table)}"
     ).fetchone()
     empty = [f.name for f, n in zip(spec.features, counts, strict=True) if n == 0]
     if empty:
@@ -583,7 +591,7 @@ def _warn_about(con: Any, spec: SnapshotSpec, summary: SnapshotSummary, sources:
         frame = con.execute(
             f"SELECT s.*, (ch.__first IS NOT NULL) AS __churned FROM (SELECT {ident(o.id)}, "
             + ", ".join(f"ANY_VALUE({ident(f.name)}) AS {ident(f.name)}" for f in statics)
-            + f" FROM snapshots GROUP BY 1) AS s LEFT JOIN (SELECT CAST({ident(ch.id)} AS VARCHAR) AS __cid, "
+            + f" FROM {ident(table)} GROUP BY 1) AS s LEFT JOIN (SELECT CAST({ident(ch.id)} AS VARCHAR) AS __cid, "
             f"MIN({ident(ch.date)}) AS __first FROM {table_source(spec, ch.table, sources=sources)} AS src GROUP BY 1) AS ch "
             f"ON ch.__cid = s.{ident(o.id)}"
         ).df()

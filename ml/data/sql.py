@@ -42,8 +42,11 @@ def as_ts(expr: str) -> str:
 
 
 def whole_days(later: str, earlier: str) -> str:
-    """Whole days from ``earlier`` to ``later`` (timestamps): the floor of the elapsed time in days."""
-    return f"CAST(FLOOR((EPOCH({later}) - EPOCH({earlier})) / {SECONDS_PER_DAY}) AS BIGINT)"
+    """Whole days from ``earlier`` to ``later`` (timestamps): the floor of the elapsed time in days.
+
+    Counted in microseconds: sqlglot renders DuckDB's ``EPOCH`` (seconds with their fraction) as Spark's
+    ``UNIX_TIMESTAMP`` (whole seconds), which put an event at 23:59:59.5 a day further back on Spark."""
+    return f"CAST(FLOOR(DATE_DIFF('microsecond', {earlier}, {later}) / {SECONDS_PER_DAY * 1_000_000}) AS BIGINT)"
 
 
 def whole_months(later: str, earlier: str) -> str:
