@@ -290,7 +290,7 @@ def test_snapshots_bad_spec_is_one_line(runner, tmp_path, change, match):
 def test_snapshots_unknown_engine(runner, tmp_path):
     runner.invoke(app, ["generate", "--raw", str(tmp_path), "--customers", "20", "--months", "3"])
     result = _invoke(
-        runner, "snapshots", "--spec", tmp_path / "spec.yaml", "--out", tmp_path / "s.csv", "--engine", "spark"
+        runner, "snapshots", "--spec", tmp_path / "spec.yaml", "--out", tmp_path / "s.csv", "--engine", "dask"
     )
     _assert_one_line_error(result)
-    assert "engine: 'spark' is not available here; use one of: duckdb." in result.stderr
+    assert "--engine must be duckdb or spark; got 'dask'." in result.stderr

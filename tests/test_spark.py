@@ -303,6 +303,21 @@ def test_cli_snapshots_engine_spark_equals_duckdb_on_generated_raw_tables(spark,
     assert f"{duck.summary.rows:,}" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--master", "local[2]", "--out", "{tmp}/s.parquet"], "--master applies to --engine spark"),
+        (["--engine", "spark", "--out", "{tmp}/s.csv"], "the Spark engine writes Parquet"),
+        (["--engine", "dask", "--out", "{tmp}/s.parquet"], "--engine must be duckdb or spark; got 'dask'"),
+    ],
+)
+def test_cli_snapshots_bad_options(raw_spec, tmp_path, args, match):
+    result = _invoke("snapshots", "--spec", raw_spec, *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: ") and match in result.stderr, result.output
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_spark_snapshots_equal_duckdb_on_ravenstack(spark, tmp_path):
     spec = REPO / "configs" / "snapshots" / "ravenstack.yaml"  # CSV tables, usage joined to accounts
     duck = build_snapshots(spec, tmp_path / "duckdb.parquet")

@@ -171,6 +171,10 @@ def snapshots(
     from ml.data.snapshots import build_snapshots
     from ml.data.spec import load_spec
 
+    if engine not in ("duckdb", "spark"):
+        from ml.errors import DataError
+
+        raise DataError(f"--engine must be duckdb or spark; got {engine!r}.")
     if engine == "spark":  # the DuckDB engine's SQL, rendered for Spark SQL (ml.spark)
         from ml.spark import build_snapshots as build_on_spark
 
