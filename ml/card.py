@@ -50,6 +50,7 @@ CARD_KEYS = (
     "cooldown_days",
     "actions",
     "offset",
+    "value_column",
 )
 REQUIRED_CARD_KEYS = ("id_column", "indicators", "bands")
 INDICATOR_KEYS = ("name", "column", "weight", "direction", "scoring", "label", "missing", "missing_score")
@@ -60,7 +61,7 @@ SCORING_KEYS: dict[str, tuple[str, ...]] = {
     "identity": (),
     "linear": ("worst", "best"),
     "thresholds": ("cuts", "scores"),
-    "percentile": (),
+    "percentile": ("reference",),
     "boolean": ("true_score", "false_score"),
     "categorical": ("map",),
 }
@@ -77,6 +78,7 @@ MODEL_KEYS = (
     "n_refits",
     "seed",
     "kind",
+    "refit",
 )
 CALIBRATION_KEYS = ("method", "scale", "anchor_score", "pdo")
 # alert rules (see "Alerts" in the README): keys each rule type accepts besides `name` and `type`
@@ -161,6 +163,18 @@ class Scoring:
     true_score: float = 100.0
     false_score: float = 0.0
     map: Mapping[str, float] = field(default_factory=dict)
+    # percentile: a stored reference population (sorted distinct values and their counts), so the
+    # card scores alike on any data; empty = rank within the data being scored (or a model's fit rows)
+    reference_values: tuple[float, ...] = ()
+    reference_counts: tuple[int, ...] = ()
+
+    def reference(self):
+        """The stored percentile reference as a sorted array (None when the card stores none)."""
+        if not self.reference_values:
+            return None
+        import numpy as np
+
+        return np.repeat(np.asarray(self.reference_values, float), np.asarray(self.reference_counts, np.int64))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method}
@@ -172,6 +186,8 @@ class Scoring:
             out.update(true_score=self.true_score, false_score=self.false_score)
         elif self.method == "categorical":
             out.update(map=dict(self.map))
+        elif self.method == "percentile" and self.reference_values:
+            out.update(reference={"values": list(self.reference_values), "counts": list(self.reference_counts)})
         return out
 
 
@@ -216,6 +232,7 @@ class ModelSpec:
     validation_fraction: float = 0.15
     n_refits: int = 10
     seed: int = 0
+    refit: bool = True  # save a model refitted on every matured row after the backtest
 
 
 @dataclass(frozen=True)
@@ -272,6 +289,7 @@ class Card:
     cooldown_days: int = DEFAULT_COOLDOWN_DAYS
     actions: tuple[Action, ...] = ()
     offset: float | None = None  # a points card: points every customer starts with (see parse_card)
+    value_column: str | None = None  # what each customer is worth (ARR, MRR, seats): value at risk
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- convenience -------------------------------------------------------------------------
@@ -376,7 +394,9 @@ def _parse_scoring(raw: Any, where: str, direction: str) -> Scoring:
                 f"{where}: percentile scoring needs a direction; set `direction:` to "
                 "higher_is_better or lower_is_better."
             )
-        return Scoring(method)
+        if "reference" not in raw:
+            return Scoring(method)
+        return _parse_reference(raw["reference"], f"{where}.reference")
     if method == "boolean":
         t = _number(raw.get("true_score", 100), f"{where}.true_score")
         f_ = _number(raw.get("false_score", 0), f"{where}.false_score")
@@ -397,6 +417,33 @@ def _parse_scoring(raw: Any, where: str, direction: str) -> Scoring:
         _check_subscores(tuple(parsed.values()), f"{where}.map")
         return Scoring(method, map=parsed)
     return Scoring(method)  # identity
+
+
+def _parse_reference(ref: Any, where: str) -> Scoring:
+    """``reference: {values: [...], counts: [...]}``: sorted distinct numbers and how often each occurs
+    in the reference population (counts default to 1 each)."""
+    if not isinstance(ref, Mapping) or "values" not in ref:
+        raise CardError(
+            f"{where}: expected a mapping {{values: [...], counts: [...]}} (the reference population's sorted "
+            f"distinct values and their counts), got {str(ref)[:80]!r}."
+        )
+    _check_keys(ref, ("values", "counts"), where)
+    values = ref["values"]
+    if not isinstance(values, list) or not values:
+        raise CardError(f"{where}.values: expected a non-empty list of numbers, got {str(values)[:80]!r}.")
+    vals = tuple(_number(v, f"{where}.values") for v in values)
+    if any(b <= a for a, b in zip(vals, vals[1:], strict=False)):
+        raise CardError(f"{where}.values: must be strictly increasing (sorted, distinct); sort them.")
+    counts = ref.get("counts", [1] * len(vals))
+    if not isinstance(counts, list) or len(counts) != len(vals):
+        raise CardError(
+            f"{where}.counts: expected one count per value ({len(vals)}), got "
+            f"{len(counts) if isinstance(counts, list) else repr(counts)}; give one positive integer per value."
+        )
+    bad = [c for c in counts if isinstance(c, bool) or not isinstance(c, int) or c < 1]
+    if bad:
+        raise CardError(f"{where}.counts: expected positive integers, got {bad[:5]}.")
+    return Scoring("percentile", reference_values=vals, reference_counts=tuple(int(c) for c in counts))
 
 
 def _check_subscores(values: tuple[float, ...], where: str) -> None:
@@ -548,6 +595,10 @@ def _parse_model(raw: Any) -> ModelSpec:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise CardError(f"model.{key}: expected a non-negative integer, got {v!r}.")
             kw[key] = v
+    if "refit" in raw:
+        if not isinstance(raw["refit"], bool):
+            raise CardError(f"model.refit: expected true or false, got {raw['refit']!r}.")
+        kw["refit"] = raw["refit"]
     for key in ("holdout_fraction", "calibration_fraction", "validation_fraction"):
         if key in raw:
             v = _number(raw[key], f"model.{key}")
@@ -589,7 +640,7 @@ def parse_card(raw: Any) -> Card:
     version = raw.get("version", 1)
     if version != 1:
         raise CardError(f"version: this release reads card version 1, got {version!r}; set `version: 1`.")
-    for key in ("id_column", "date_column", "label_column", "name", "experiment"):
+    for key in ("id_column", "date_column", "label_column", "name", "experiment", "value_column"):
         v = raw.get(key)
         if v is not None and (not isinstance(v, str) or not v):
             raise CardError(f"{key}: expected a column or name (a string), got {v!r}.")
@@ -617,9 +668,9 @@ def parse_card(raw: Any) -> Card:
             f"indicators: column(s) {dup_cols} used by more than one indicator; "
             "score each column once (combine the rules or copy the column)."
         )
-    clash = [n for n in (raw.get("id_column"), raw.get("label_column")) if n in cols]
+    clash = [n for n in (raw.get("id_column"), raw.get("label_column"), raw.get("value_column")) if n in cols]
     if clash:
-        raise CardError(f"indicators: column(s) {clash} are also the id or label column; use other columns.")
+        raise CardError(f"indicators: column(s) {clash} are also the id, label or value column; use other columns.")
 
     offset = raw.get("offset")
     if offset is not None:
@@ -664,6 +715,7 @@ def parse_card(raw: Any) -> Card:
         cooldown_days=cooldown,
         actions=actions,
         offset=offset,
+        value_column=raw.get("value_column"),
         raw=dict(raw),
     )
 

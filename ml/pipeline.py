@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml.card import Card
 from ml.data.io import latest_snapshots, read_table, write_table
 from ml.data.raw import HORIZON_DAYS, dates_for_months, generate_raw, write_raw
 from ml.data.snapshots import SnapshotSummary, build_snapshots
-from ml.errors import quiet, warn
+from ml.errors import DataError, quiet, warn
 from ml.model.additive import LEARNED_CARD, learned_card_reason, learned_card_yaml
 from ml.model.booster import HealthModel
-from ml.model.evaluate import evaluate, side_by_side
+from ml.model.cards import proposal_cards
+from ml.model.evaluate import evaluate, side_by_side, warn_sparse_bands
 from ml.model.kinds import fit_kind
 from ml.model.weights import propose_weights
 from ml.monitor.drift import REFERENCE_FILE, reference_profile
@@ -40,10 +42,70 @@ class TrainResult:
     model_dir: Path | None = None
     run_id: str | None = None
     version: int | None = None
+    backtest: HealthModel | None = None  # the model the metrics describe (``model`` when not refitted)
+    cards: dict[str, str] | None = None  # proposal name -> card YAML (``M/cards/<name>.yaml``)
 
 
 def _noop(*_) -> None:
     pass
+
+
+MIN_REFIT_CALIBRATION_ROWS = 200
+MIN_REFIT_CALIBRATION_CHURNERS = 20
+
+
+def refit_rows(model: HealthModel, frame: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Rows for the saved model: it trains on every labelled row (every label window that has elapsed)
+    of the customers outside the calibration group, and calibrates on the calibration group's latest
+    matured rows (the held-out period), or on all their labelled rows when that slice is too small
+    (< 200 rows or 20 churners) or there is no date column. Returns (fit rows, calibration rows,
+    which calibration rows)."""
+    card, splits = model.card, model.splits_
+    known = ~np.isnan(np.asarray(y, float))
+    groups = splits.customer_slice.reindex(frame[card.id_column].astype(str).to_numpy()).to_numpy()
+    fit = np.flatnonzero(known & (groups != "calibration"))
+    cal_all = known & (groups == "calibration")
+    cal, what = np.flatnonzero(cal_all), "every labelled row of the calibration customers"
+    if splits.cutoff is not None:
+        d = pd.to_datetime(frame[card.date_column]).to_numpy()
+        latest = np.flatnonzero(cal_all & (d >= np.datetime64(pd.Timestamp(splits.cutoff))))
+        k = y[latest].sum()
+        if len(latest) >= MIN_REFIT_CALIBRATION_ROWS and MIN_REFIT_CALIBRATION_CHURNERS <= k < len(latest):
+            cal, what = latest, f"the calibration customers' rows dated >= {splits.cutoff} (latest matured period)"
+    return fit, cal, what
+
+
+def refit_trees(best_iteration: int, backtest_rows: int, refit_rows: int, cap: int) -> int:
+    """The backtest's early-stopped number of trees, scaled to the data: x sqrt(rows ratio), a
+    conservative rule (more rows support more trees, less than proportionally), within [1, cap]."""
+    scaled = round(best_iteration * np.sqrt(max(refit_rows, 1) / max(backtest_rows, 1)))
+    return int(min(max(scaled, best_iteration, 1), max(cap, best_iteration)))
+
+
+def refit_latest(model: HealthModel, frame: pd.DataFrame, X: pd.DataFrame, y: np.ndarray):
+    """The backtest model refitted on every matured row (see ``refit_rows``), and what was done."""
+    fit, cal, what = refit_rows(model, frame, y)
+    trees = refit_trees(model.best_iteration_, len(model.splits_.train), len(fit), model.card.model.num_boost_round)
+    new = model.refit(frame, X, y, fit, cal, trees)
+    info = {
+        "refit": True,
+        "rows": int(len(fit)),
+        "churners": int(y[fit].sum()),
+        "customers": int(frame[model.card.id_column].iloc[fit].nunique()),
+        "trees": trees,
+        "backtest_trees": int(model.best_iteration_),
+        "calibration_rows": int(len(cal)),
+        "calibration_churners": int(y[cal].sum()),
+        "calibration_slice": what,
+        "base_rate": float(new.base_rate_),
+        "note": "the saved model: refitted after the backtest on every labelled row whose label window has "
+        "elapsed (calibration customers excepted), with the backtest's trees scaled to the data, and calibrated "
+        "on rows it did not train on; metrics.json describes the backtest model",
+    }
+    if card_date := model.card.date_column:
+        d = pd.to_datetime(frame[card_date].iloc[fit])
+        info["dates"] = [str(d.min().date()), str(d.max().date())]
+    return new, info
 
 
 def train(
@@ -58,8 +120,11 @@ def train(
     mlflow_files: bool = True,
 ) -> TrainResult:
     """Fit (``kind``: full, additive or both; default the card's ``model.kind``), propose weights,
-    evaluate and (if ``model_dir``) write the model directory, with ``cards/learned.yaml`` when the
-    kept model is additive and its health score is linear in the margin."""
+    evaluate (a backtest: out of time with a date column), refit the saved model on every matured row
+    (``model.refit``, default true; full models) and, if ``model_dir``, write the model directory with
+    ``cards/<proposal>.yaml`` and ``cards/learned.yaml`` when the kept model is additive and its health
+    score is linear in the margin. Rows with an empty label are censored: counted, never fitted on or
+    evaluated."""
     frame = frame.reset_index(drop=True)
     model, X, y, comparison = fit_kind(card, frame, kind, progress)
     with quiet():  # the data was checked (and warned about) by fit; slices would repeat it
@@ -91,7 +156,25 @@ def train(
             metrics["learned_card"] = {"written": True, "path": LEARNED_CARD}
         else:
             metrics["learned_card"] = {"written": False, "reason": reason}
-    result = TrainResult(model, weights, metrics)
+    warn_sparse_bands(metrics, card)
+    fit_rows = np.concatenate([model.splits_.train, model.splits_.valid])
+    cards = proposal_cards(card, weights, model.scorecard_, frame.iloc[fit_rows])
+    saved = model
+    if card.model.refit and getattr(model, "kind_", "full") != "full":
+        info = {"refit": False, "reason": "the additive model is not refitted yet (it is saved as backtested)"}
+    elif card.model.refit:
+        progress("refitting on every matured row")
+        with quiet():
+            try:
+                saved, info = refit_latest(model, frame, X, y)
+            except DataError as exc:  # e.g. a calibration slice of one class: keep the backtest model
+                saved, info = model, {"refit": False, "reason": f"refit failed: {exc}"}
+        if not info["refit"]:
+            warn(f"{info['reason']}; the saved model is the backtest model.")
+    else:
+        info = {"refit": False, "reason": "model.refit: false (the saved model is the backtest model)"}
+    metrics["saved_model"] = info
+    result = TrainResult(saved, weights, metrics, backtest=model, cards=cards)
     if model_dir is not None:
         progress("writing the model directory")
         from ml.serving.bundle import save_model
@@ -100,9 +183,10 @@ def train(
         extra: dict[str, Any] = {
             "weights.csv": weights,
             "metrics.json": metrics,
-            "split.json": model.split_summary_,
+            "split.json": {**model.split_summary_, "saved_model": info},
             "split_customers.csv": split_customers,
             "audit.json": [c.to_dict() for c in model.audit_],
+            **{f"cards/{name}.yaml": text for name, text in cards.items()},
         }
         extra[REFERENCE_FILE] = monitor_reference(model, frame, X, y)
         if learned_text is not None:
@@ -118,13 +202,13 @@ def train(
 
         with quiet():
             result.model_dir = save_model(
-                model,
+                saved,
                 model_dir,
                 extra_files=extra,
                 before_manifest=hook,
                 mlflow_example=frame.iloc[model.splits_.holdout[:3]] if mlflow_files else None,
             )
-        model.model_dir_ = result.model_dir
+        saved.model_dir_ = result.model_dir
     return result
 
 

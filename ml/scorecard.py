@@ -187,7 +187,8 @@ def subscore(series: pd.Series, ind: Indicator, reference: np.ndarray | None = N
 class WeightedScorecard:
     """The manual card as an estimator.
 
-    ``fit(X)`` stores the reference population that ``percentile`` indicators rank against and, with
+    ``fit(X)`` stores the reference population that ``percentile`` indicators rank against (the card's
+    own ``scoring.reference`` when it carries one, else ``X``) and, with
     ``bands_by: quantile``, the score cut-offs of each band; ``score(X)`` then gives every customer
     the same numbers whether scored alone or in a batch.
 
@@ -207,6 +208,10 @@ class WeightedScorecard:
         self.reference_: dict[str, np.ndarray] = {}
         for ind in self.card.indicators:
             if ind.scoring.method == "percentile":
+                stored = ind.scoring.reference()
+                if stored is not None:  # the card carries its reference population: use it as it is
+                    self.reference_[ind.name] = stored
+                    continue
                 x = numeric_values(X[ind.column], ind)
                 ref = np.sort(x[~np.isnan(x)])
                 if len(ref) == 0:

@@ -135,7 +135,7 @@ BAD_CARDS = [
     ),
     pytest.param(
         _ind(0, "column", "customer_id"),
-        r"\['customer_id'\] are also the id or label column",
+        r"\['customer_id'\] are also the id, label or value column",
         id="indicator-is-id-column",
     ),
     # bands

@@ -15,6 +15,7 @@ REQUIRED_COLUMNS = [
     "snapshot_date",
     "segment",
     "plan",
+    "arr",
     "tenure_months",
     "interactions_30d",
     "first_response_minutes",

@@ -2,7 +2,8 @@
 
 Monthly snapshots for N customers: service indicators (interactions, first-response minutes,
 first-contact resolution, CSAT with gaps, NPS), product activity (logins and their trend), tickets,
-late invoices and onboarding. Each customer's indicators drift month to month (AR(1) latents), and
+late invoices and onboarding, and each customer's annual recurring revenue (``arr``, not a churn
+driver). Each customer's indicators drift month to month (AR(1) latents), and
 churn comes from a monthly hazard whose logit is a known, nonlinear function of the indicators with
 interactions (low CSAT x many tickets; onboarding not done x early tenure). ``churned`` on a
 snapshot means the customer churned within ``horizon_days`` after it; customers who churned get no
@@ -121,6 +122,10 @@ def generate_snapshots(
     base_service = rng.normal(0, 0.5, size=n) + 0.1 * seg_idx
     nps = np.clip(np.round(rng.normal(7 + base_service, 2)), 0, 10)
     interact_rate = np.exp(0.6 + 0.5 * seg_idx + rng.normal(0, 0.3, n))
+    # annual recurring revenue per customer, from its own random stream so the other columns do not
+    # depend on it: by plan (basic ~6k, pro ~24k, enterprise ~90k), log-normal around that
+    arr_rng = np.random.default_rng([seed, 1])
+    arr = np.round(np.array([6_000.0, 24_000.0, 90_000.0])[plan_idx] * np.exp(arr_rng.normal(0, 0.5, n)), -2)
 
     z_act, z_srv, z_tix, z_pay, z_ops, z_trend = (rng.standard_normal(n) for _ in range(6))
     alive = np.ones(n, dtype=bool)
@@ -170,6 +175,7 @@ def generate_snapshots(
                     "snapshot_date": dates[t],
                     "segment": SEGMENTS[seg_idx[idx]],
                     "plan": PLANS[plan_idx[idx]],
+                    "arr": arr[idx],
                     "tenure_months": tenure[idx],
                     "interactions_30d": interactions[idx],
                     "first_response_minutes": response[idx],

@@ -17,7 +17,7 @@ from ml.errors import DataError, quiet, warn
 from ml.model.audit import DirectionCheck, audit_directions
 from ml.model.calibration import ScoreCalibrator, probability_to_health
 from ml.model.explain import contributions, driver_text, mean_subscores
-from ml.model.features import CATEGORICAL, FeatureSchema, label_array, monotone_constraints
+from ml.model.features import CATEGORICAL, FeatureSchema, label_values, monotone_constraints
 from ml.model.splits import Splits, make_splits
 from ml.scorecard import WeightedScorecard, assign_bands
 
@@ -52,6 +52,26 @@ def _single_feature_auc(x: np.ndarray, y: np.ndarray) -> float:
         return 0.5
     auc = roc_auc_score(y[ok], x[ok])
     return float(max(auc, 1 - auc))
+
+
+def value_array(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The card's ``value_column`` (ARR, MRR, seats ...) as floats; missing values stay NaN."""
+    if column not in frame.columns:
+        raise DataError(
+            f"data is missing the value column {column!r} (the card's value_column, used for value_at_risk); "
+            "add it or remove `value_column` from the card."
+        )
+    s = frame[column]
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=float, na_value=np.nan)
+    v = pd.to_numeric(s, errors="coerce")
+    bad = v.isna() & s.notna() & s.astype("string").str.strip().ne("").fillna(False)
+    if bad.any():
+        raise DataError(
+            f"value column {column!r} must hold numbers (ARR, MRR, seats ...), found text in {int(bad.sum())} "
+            f"row(s), e.g. {pd.unique(s[bad].astype(str))[:3].tolist()}; clean the column."
+        )
+    return v.to_numpy(dtype=float, na_value=np.nan)
 
 
 def train_booster(X, y, train_idx, valid_idx, params, spec, num_boost_round=None) -> lgb.Booster:
@@ -100,16 +120,21 @@ class HealthModel:
 
     def fit_arrays(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """``fit``, returning the feature matrix and labels it built (rows of ``frame`` in order), so
-        the training pipeline does not build them again."""
+        the training pipeline does not build them again. The labels are floats: 1/0, and NaN where the
+        label is empty (censored rows: counted in ``rows_censored_``, in no slice, never fitted on)."""
         card = self.card
         card.check_columns(frame.columns, need_label=True, extra=card.model.extra_features)
         frame = frame.reset_index(drop=True)
-        y = label_array(frame, card.label_column)
-        n, k = len(y), int(y.sum())
+        y = label_values(frame, card.label_column)
+        known = ~np.isnan(y)
+        n, k = int(known.sum()), int(np.nansum(y))
+        self.rows_censored_ = int(len(y) - n)
         if k == 0 or k == n:
             raise DataError(
                 f"label column {card.label_column!r} has a single class ({'all churned' if k else 'no churners'} "
-                f"in {n:,} rows); training needs both churners and non-churners."
+                f"in {n:,} rows"
+                + (f"; {self.rows_censored_:,} more rows have an empty label (not known yet)" if n < len(y) else "")
+                + "); training needs both churners and non-churners."
             )
         ids = frame[card.id_column]
         if ids.isna().any():
@@ -127,7 +152,7 @@ class HealthModel:
             )
         schema = FeatureSchema.learn(card, frame)
         X = schema.matrix(frame, strict=False)  # data warnings (stray text ...) once, on all rows
-        self._check_features(X, y, schema)
+        self._check_features(X.loc[known], y[known], schema)
         splits = make_splits(frame, y, card)
         tr = splits.train
         if len(tr) < MIN_TRAIN_ROWS or y[tr].sum() < MIN_TRAIN_CHURNERS:
@@ -185,9 +210,18 @@ class HealthModel:
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         self.schema_ = schema
         self.params_ = params
+        self._finish(frame, X, y, fit_rows, splits.calibration)
+        self.splits_: Splits = splits
+        dates = pd.to_datetime(frame[card.date_column], errors="coerce") if card.date_column else None
+        self.split_summary_ = splits.summary(y, dates)
+        self.n_rows_ = len(fit_rows)
+        return X, y
 
-        # calibration on the slice the model never trained on
-        cal = splits.calibration
+    def _finish(self, frame: pd.DataFrame, X: pd.DataFrame, y: np.ndarray, fit_rows, cal) -> None:
+        """Everything after the booster: the calibrator (on rows ``cal``, never trained on), the manual
+        card (reference population: ``fit_rows``) and its calibration, quantile band cuts and the
+        reference values of the explanation text."""
+        card, schema = self.card, self.schema_
         margin = self.booster_.predict(X.iloc[cal], raw_score=True, **predict_kw())
         self.calibrator_ = ScoreCalibrator(card.calibration.method).fit(margin, y[cal])
         base_rate = float(y[cal].mean())
@@ -223,12 +257,26 @@ class HealthModel:
             else:
                 med = float(np.nanmedian(col.to_numpy(dtype=float))) if col.notna().any() else None
                 self.reference_values_[f.name] = med
-        self.splits_: Splits = splits
-        self.split_summary_ = splits.summary(
-            y, pd.to_datetime(frame[card.date_column], errors="coerce") if card.date_column else None
+
+    def refit(self, frame: pd.DataFrame, X: pd.DataFrame, y: np.ndarray, fit_rows, cal_rows, trees: int) -> HealthModel:
+        """A copy of this (fitted) model refitted with exactly ``trees`` trees on rows ``fit_rows`` and
+        calibrated on ``cal_rows`` (rows it did not train on); same card, schema, parameters and
+        monotone constraints (the direction audit of the backtest). ``splits_`` stays the backtest's."""
+        self.check_fitted()
+        new = HealthModel(self.card)
+        new.schema_, new.params_, new.audit_ = self.schema_, self.params_, self.audit_
+        if hasattr(self, "kind_"):
+            new.kind_ = self.kind_
+        new.rows_censored_ = getattr(self, "rows_censored_", 0)
+        new.booster_ = train_booster(
+            X, y, np.asarray(fit_rows), None, self.params_, self.card.model, num_boost_round=trees
         )
-        self.n_rows_ = n
-        return X, y
+        new.best_iteration_ = int(trees)
+        new._finish(frame.reset_index(drop=True), X, y, np.asarray(fit_rows), np.asarray(cal_rows))
+        new.splits_ = self.splits_
+        new.split_summary_ = self.split_summary_
+        new.n_rows_ = int(len(fit_rows))
+        return new
 
     # ---------------------------------------------------------------------------------------------
     def _check_features(self, X: pd.DataFrame, y: np.ndarray, schema: FeatureSchema) -> None:
@@ -276,7 +324,8 @@ class HealthModel:
         self, frame: pd.DataFrame, *, drivers: int = 3, strict: bool = True, unseen: str = "error"
     ) -> pd.DataFrame:
         """Per row: id (and date), ``health_score``, ``band``, ``churn_probability``, ``manual_score``,
-        ``manual_band``, ``manual_churn_probability`` and ``driver_1..k`` (when ``drivers`` > 0).
+        ``manual_band``, ``manual_churn_probability``, ``value`` and ``value_at_risk`` (value x churn
+        probability; only when the card has a ``value_column``) and ``driver_1..k`` (when ``drivers`` > 0).
         ``unseen="missing"``: a category unseen in training scores as missing, with a warning."""
         self.check_fitted()
         card = self.card
@@ -315,4 +364,8 @@ class HealthModel:
         out["manual_score"] = ms
         out["manual_band"] = pd.Categorical(np.asarray(manual["band"]), categories=[b.name for b in card.bands])
         out["manual_churn_probability"] = mp
+        if card.value_column:
+            value = value_array(frame, card.value_column)
+            out["value"] = value
+            out["value_at_risk"] = value * p
         return out

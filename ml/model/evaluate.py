@@ -51,6 +51,17 @@ def ranking_metrics(score: np.ndarray, band, y: np.ndarray, band_order: list[str
     }
 
 
+def capture_at_share(score: np.ndarray, y: np.ndarray, k: int) -> float | None:
+    """Share of the churners among the ``k`` lowest-scored rows (ties broken by row order; rows
+    without a score come last): what a CS team catches when it calls ``k`` customers."""
+    score = np.asarray(score, float)
+    churners = float(np.sum(y))
+    if churners == 0 or k <= 0:
+        return None
+    order = np.lexsort((np.arange(len(score)), np.where(np.isnan(score), np.inf, score)))
+    return float(np.sum(np.asarray(y)[order[:k]]) / churners)
+
+
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     """ECE over ``bins`` equal-count bins of the predicted probability (weighted mean |obs - pred|)."""
     p = np.asarray(p, float)
@@ -103,17 +114,22 @@ def calibration_metrics(p: np.ndarray, y: np.ndarray, band, band_order: list[str
 
 
 def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd.DataFrame) -> dict[str, Any]:
-    """Held-out ranking and calibration metrics for the manual card, re-weighted cards and the model."""
+    """Held-out ranking and calibration metrics for the manual card, re-weighted cards and the model.
+
+    ``ranking[*].capture_at_card_share`` compares every scorer at the manual card's list size: the
+    share of held-out churners among the lowest-scored customers, taking as many as the manual card
+    puts in its lowest band. With a date column the held-out rows are out of time (see
+    ``ml.model.splits``); ``subsets.never_seen`` has the held-out group's customers alone, and
+    ``calibration.in_time`` the same customers' rows of the training period, for comparison."""
     card = model.card
-    hold = model.splits_.holdout
-    fit_rows = np.concatenate([model.splits_.train, model.splits_.valid])
+    splits = model.splits_
+    hold = splits.holdout
+    fit_rows = np.concatenate([splits.train, splits.valid])
     fh = frame.iloc[hold]
-    yh = y[hold]
+    yh = np.asarray(y[hold], int)
     order = [b.name for b in card.bands]
     pred = model.predict(fh, drivers=0, strict=False)
-    ranking: dict[str, Any] = {
-        "manual": ranking_metrics(pred["manual_score"].to_numpy(), pred["manual_band"], yh, order)
-    }
+    scores = {"manual": (pred["manual_score"].to_numpy(), pred["manual_band"])}
     new_weights = {}
     for name in PROPOSALS:
         rc = reweighted_card(card, weights, name)
@@ -122,9 +138,15 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
         sc = WeightedScorecard.from_state(rc, model.scorecard_.state())
         sc.place_band_cuts(frame.iloc[fit_rows])  # quantile bands move with the weights
         scored = sc.score(fh)
-        ranking[f"card_{name}"] = ranking_metrics(scored["health_score"].to_numpy(), scored["band"], yh, order)
+        scores[f"card_{name}"] = (scored["health_score"].to_numpy(), scored["band"])
         new_weights[f"card_{name}"] = {ind.name: ind.weight for ind in rc.indicators}
-    ranking["model"] = ranking_metrics(pred["health_score"].to_numpy(), pred["band"], yh, order)
+    scores["model"] = (pred["health_score"].to_numpy(), pred["band"])
+    manual_band = np.asarray(pred["manual_band"].astype(object))
+    card_list = int(np.sum(manual_band == order[-1]))  # customers the manual card flags today
+    ranking: dict[str, Any] = {}
+    for key, (score, band) in scores.items():
+        ranking[key] = ranking_metrics(score, band, yh, order)
+        ranking[key]["capture_at_card_share"] = capture_at_share(score, yh, card_list)
     ok = pred["manual_churn_probability"].notna().to_numpy()
     cal = model.calibrator_.to_dict()
     calibration = {
@@ -138,13 +160,103 @@ def evaluate(model: HealthModel, frame: pd.DataFrame, y: np.ndarray, weights: pd
             pred["manual_churn_probability"].to_numpy()[ok], yh[ok], pred["manual_band"].to_numpy()[ok], order
         ),
     }
-    return {
-        "holdout": {"rows": int(len(hold)), "churners": int(yh.sum()), "churn_rate": float(yh.mean())},
+    out: dict[str, Any] = {
+        "evaluation": _evaluation_note(model),
+        "rows_censored": int(getattr(model, "rows_censored_", 0)),
+        "holdout": {
+            "rows": int(len(hold)),
+            "churners": int(yh.sum()),
+            "churn_rate": float(yh.mean()),
+            "customers": int(fh[card.id_column].nunique()),
+            "card_list_size": card_list,
+        },
         "ranking": ranking,
         "reweighted_cards": new_weights,
         "calibration": calibration,
         "model": {"best_iteration": model.best_iteration_, "features": model.schema_.names},
     }
+    if splits.cutoff is not None:
+        out["holdout"]["period"] = [splits.heldout_start, str(pd.to_datetime(fh[card.date_column]).max().date())]
+        out["holdout"]["label_cutoff"] = splits.label_cutoff
+        out["subsets"] = {"never_seen": _subset(model, frame, y, splits.unseen, order)}
+        if len(splits.in_time):
+            pin = model.predict(frame.iloc[splits.in_time], drivers=0, strict=False)
+            yin = np.asarray(y[splits.in_time], int)
+            calibration["in_time"] = {
+                "rows": int(len(yin)),
+                "model": calibration_metrics(pin["churn_probability"].to_numpy(), yin, pin["band"], order),
+            }
+    return out
+
+
+def _evaluation_note(model: HealthModel) -> dict[str, Any]:
+    s = model.splits_
+    if s.cutoff is None:
+        return {
+            "kind": "backtest, grouped by customer (no date column: not out of time)",
+            "heldout_customers": "the held-out group's customers, never fitted or calibrated on",
+        }
+    return {
+        "kind": "backtest, out of time",
+        "label_cutoff": s.label_cutoff,
+        "heldout_start": s.heldout_start,
+        "horizon_days": s.horizon_days,
+        "heldout_customers": "every customer's labelled snapshots dated >= heldout_start (subsets.never_seen: "
+        "customers never fitted or calibrated on)",
+        "note": "these are the backtest model's numbers; the saved model may be refitted on every matured row "
+        "(see saved_model)",
+    }
+
+
+def _subset(model, frame, y, rows, order) -> dict[str, Any]:
+    """Ranking (manual card and model) and calibration of the model on a subset of held-out rows."""
+    if len(rows) == 0:
+        return {"rows": 0}
+    f = frame.iloc[rows]
+    yy = np.asarray(y[rows], int)
+    pred = model.predict(f, drivers=0, strict=False)
+    k = int(np.sum(np.asarray(pred["manual_band"].astype(object)) == order[-1]))
+    ranking = {}
+    for key, score, band in (
+        ("manual", pred["manual_score"].to_numpy(), pred["manual_band"]),
+        ("model", pred["health_score"].to_numpy(), pred["band"]),
+    ):
+        ranking[key] = ranking_metrics(score, band, yy, order)
+        ranking[key]["capture_at_card_share"] = capture_at_share(score, yy, k)
+    return {
+        "rows": int(len(yy)),
+        "churners": int(yy.sum()),
+        "customers": int(f[model.card.id_column].nunique()),
+        "ranking": ranking,
+        "calibration": {"model": calibration_metrics(pred["churn_probability"].to_numpy(), yy, pred["band"], order)},
+    }
+
+
+SPARSE_BAND_SHARE = 0.02
+
+
+def warn_sparse_bands(metrics: dict[str, Any], card) -> list[str]:
+    """Warn for each band of the model holding under 2 % of the held-out customers (a band nobody is
+    in cannot be acted on), naming the band and the fix. Returns the bands warned about."""
+    from ml.errors import warn
+
+    rows = metrics["ranking"]["model"]["rows_by_band"]
+    total = max(sum(rows.values()), 1)
+    sparse = [b for b, n in rows.items() if n / total < SPARSE_BAND_SHARE]
+    for b in sparse:
+        if card.calibration.scale == "probability":
+            fix = (
+                "the probability scale puts bands at fixed churn risks (At risk < 60 = over 40 % risk), so with a "
+                "low base churn rate few customers reach them; use `calibration: {scale: odds}` (anchored at the "
+                "base rate) or move the bands' `min`"
+            )
+        else:
+            fix = "move the bands' `min` (or set `bands_by: quantile`, or change calibration.anchor_score / pdo)"
+        warn(
+            f"band {b!r} holds {rows[b]:,} of {total:,} held-out customers ({rows[b] / total:.1%}, under "
+            f"{SPARSE_BAND_SHARE:.0%}): too few to act on. Fix: {fix}."
+        )
+    return sparse
 
 
 def heldout_auc(model: HealthModel, frame: pd.DataFrame, y: np.ndarray) -> float | None:

@@ -206,28 +206,41 @@ def monotone_constraints(schema: FeatureSchema, free: set[str] = frozenset()) ->
     return out
 
 
-def label_array(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """The churn label as 0/1 integers; any other value is an error naming what was found."""
+def label_values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The churn label as floats: 1.0 churned, 0.0 retained, NaN where it is empty (censored: the
+    label window has not elapsed, so nobody knows yet). A value that is present but is not
+    0/1/true/false/yes/no is an error naming what was found."""
     s = frame[column]
-    if s.isna().any():
-        raise DataError(f"label column {column!r} has {int(s.isna().sum())} missing value(s); drop those rows.")
     if pd.api.types.is_bool_dtype(s):
-        y = s.astype(int).to_numpy()
-    elif pd.api.types.is_numeric_dtype(s):
-        y = s.to_numpy()
-        bad = ~np.isin(y, (0, 1))
+        return s.astype(float).to_numpy(na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(s):
+        y = s.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~np.isnan(y) & ~np.isin(y, (0.0, 1.0))
         if bad.any():
-            found = [v.item() if hasattr(v, "item") else v for v in sorted(pd.unique(y[bad]))[:5]]
+            found = [v.item() if hasattr(v, "item") else v for v in sorted(pd.unique(s[bad]))[:5]]
             raise DataError(
                 f"label column {column!r} must be 0/1, found {found} in {int(bad.sum())} row(s); "
-                "encode churned as 1 and retained as 0."
+                "encode churned as 1 and retained as 0 (leave it empty where it is not known yet)."
             )
-        y = y.astype(int)
-    else:
-        text = s.astype("string").str.strip().str.lower()
-        y = text.map({"1": 1, "true": 1, "yes": 1, "y": 1, "0": 0, "false": 0, "no": 0, "n": 0})
-        if y.isna().any():
-            bad = pd.unique(s[y.isna()].astype(str))[:5].tolist()
-            raise DataError(f"label column {column!r} must be 0/1 (or yes/no, true/false), found {bad}; recode it.")
-        y = y.astype(int).to_numpy()
-    return y
+        return y
+    text = s.astype("string").str.strip().str.lower()
+    empty = text.isna() | text.eq("").fillna(True)
+    y = text.map({"1": 1.0, "true": 1.0, "yes": 1.0, "y": 1.0, "0": 0.0, "false": 0.0, "no": 0.0, "n": 0.0})
+    bad = y.isna() & ~empty
+    if bad.any():
+        found = pd.unique(s[bad.to_numpy()].astype(str))[:5].tolist()
+        raise DataError(
+            f"label column {column!r} must be 0/1 (or yes/no, true/false), found {found} in {int(bad.sum())} "
+            "row(s); recode it (leave it empty where it is not known yet)."
+        )
+    return y.astype(float).to_numpy(na_value=np.nan)
+
+
+def label_array(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The churn label as 0/1 integers, for callers that need every row labelled: an empty label is
+    an error here (``label_values`` keeps empty labels as NaN: censored rows)."""
+    y = label_values(frame, column)
+    empty = np.isnan(y)
+    if empty.any():
+        raise DataError(f"label column {column!r} has {int(empty.sum())} missing value(s); drop those rows.")
+    return y.astype(int)

@@ -23,6 +23,8 @@ def signature_and_example(model, frame: pd.DataFrame):
             inputs.append(ColSpec("string", f.column, required=False))
         else:
             inputs.append(ColSpec(AnyType(), f.column, required=False))
+    if card.value_column:
+        inputs.append(ColSpec(AnyType(), card.value_column, required=False))
     outputs = [ColSpec(AnyType(), card.id_column)]
     if card.date_column:
         outputs.append(ColSpec("string", card.date_column, required=False))
@@ -34,8 +36,11 @@ def signature_and_example(model, frame: pd.DataFrame):
         ColSpec("string", "manual_band", required=False),
         ColSpec("double", "manual_churn_probability", required=False),
     ]
+    if card.value_column:
+        outputs += [ColSpec("double", "value", required=False), ColSpec("double", "value_at_risk", required=False)]
     outputs += [ColSpec("string", f"driver_{i}", required=False) for i in (1, 2, 3)]
     cols = [card.id_column] + ([card.date_column] if card.date_column else []) + model.schema_.columns
+    cols += [card.value_column] if card.value_column and card.value_column in frame else []
     example = frame[cols].head(3).copy()
     if card.date_column:
         example[card.date_column] = pd.to_datetime(example[card.date_column]).dt.strftime("%Y-%m-%d")
