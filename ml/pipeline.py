@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ml.card import Card
-from ml.data.io import latest_snapshots, read_table, write_table
+from ml.data.io import active_snapshots, latest_snapshots, read_table, write_output_table, write_table
 from ml.data.raw import HORIZON_DAYS, dates_for_months, generate_raw, write_raw
 from ml.data.snapshots import SnapshotSummary, build_snapshots
 from ml.errors import DataError, quiet, warn
@@ -343,10 +343,14 @@ def demo(
         result = tracked_training(card, labelled, paths["model"], data_path=paths["snapshots"], progress=progress)
     else:
         result = train(card, labelled, paths["model"], progress=progress)
-    progress("scoring and explaining the latest snapshot")
+    progress("scoring and explaining the current book")
     latest = latest_snapshots(frame, card)
-    preds = result.model.predict(latest)
-    write_table(preds, paths["predictions"])
+    current, _ = active_snapshots(frame, card)  # customers whose latest snapshot is the latest date
+    preds = result.model.predict(current)
+    if "value_at_risk" in preds:
+        preds = preds.sort_values(["value_at_risk", "churn_probability"], ascending=False, kind="stable")
+        preds = preds.reset_index(drop=True)
+    write_output_table(preds, paths["predictions"])
     loaded = load_model(paths["model"])
     alerts, monitored = demo_history(loaded, frame, paths, months=min(DEMO_HISTORY_MONTHS, months), track=track)
     progress("writing the report")

@@ -72,13 +72,31 @@ def test_odds_scale_other_anchor_and_pdo():
     assert probability_to_health(np.array([0.2, 1 / 3, 1 / 9]), "odds", **kw) == pytest.approx([50, 30, 70])
 
 
-def test_odds_scale_clips_to_0_100():
-    p = np.array([1e-15, 1e-9, 0.5, 0.999999, 1.0])
+def test_odds_scale_stays_within_0_100_without_ties():
+    p = np.array([1e-15, 1e-6, 1e-4, 0.02, 0.5, 0.97, 0.9999, 1 - 1e-12])
     h = probability_to_health(p, "odds", base_rate=0.1)
     assert h.min() >= 0 and h.max() <= 100
-    # 1e-9: log2(odds / base odds) ~ -26.7 -> 70 + 267 -> clipped to 100; the top end clips to 0
-    assert h[0] == 100 and h[1] == 100 and h[-1] == 0 and h[-2] == 0
-    assert 0 < h[2] < 70
+    # 1e-15: log2(odds / base odds) ~ -46.7 -> 70 + 467, bent to 100 - 5 exp(-88) = 100.0 in floats
+    assert h[0] == 100
+    # everything else keeps its order: no ties where a clip would have put 100 or 0
+    assert np.all(np.diff(h[1:]) < 0) and 0 < h[-1] < 1
+    assert 95 < h[1] < 100 and 95 < h[2] < h[1]
+
+
+def test_soft_bounds_are_linear_inside_and_join_smoothly():
+    from ml.model.calibration import SOFT_EDGE, inverse_soft_bounds, soft_bounds
+
+    inside = np.linspace(SOFT_EDGE, 100 - SOFT_EDGE, 91)
+    np.testing.assert_array_equal(soft_bounds(inside), inside)  # the odds scale itself, untouched
+    eps = 1e-7
+    for edge in (SOFT_EDGE, 100 - SOFT_EDGE):  # same value and slope 1 on both sides of each edge
+        assert soft_bounds(np.array([edge + eps]))[0] - edge == pytest.approx(eps, rel=1e-4)
+        assert edge - soft_bounds(np.array([edge - eps]))[0] == pytest.approx(eps, rel=1e-4)
+    raw = np.array([-300.0, -20.0, 0.0, 3.0, 50.0, 97.0, 120.0, 200.0])
+    bent = soft_bounds(raw)
+    assert np.all(np.diff(bent) > 0) and bent.min() > 0 and bent.max() < 100
+    # (near 100 the bent score keeps fewer significant digits of the raw one: 100 - 5e-9 at 200)
+    np.testing.assert_allclose(inverse_soft_bounds(bent), raw, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +119,7 @@ def test_probability_scale_inverse(p):
 @given(st.floats(min_value=1e-4, max_value=1 - 1e-4), st.floats(min_value=0.01, max_value=0.6))
 def test_odds_scale_inverse_within_clipping(p, base):
     h = probability_to_health(p, "odds", base_rate=base)
-    if 0 < h < 100:  # unclipped: an exact inverse
+    if 0 < h < 100:  # within the float range of the bounds: an exact inverse
         assert health_to_probability(h, "odds", base_rate=base) == pytest.approx(p, rel=1e-6)
     h2 = np.linspace(0.5, 99.5, 50)
     back = probability_to_health(health_to_probability(h2, "odds", base_rate=base), "odds", base_rate=base)

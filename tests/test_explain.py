@@ -8,6 +8,7 @@ temporary directory without MLflow files; every test reads it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 from ml.card import parse_card
 from ml.cli.app import app
 from ml.data.generate import generate_snapshots
-from ml.model.explain import card_contributions, contributions, feature_labels
+from ml.model.explain import card_contributions, contributions, driver_text, feature_labels
 from ml.model.features import CATEGORICAL
 from ml.pipeline import train
 
@@ -30,13 +31,19 @@ ADDITIVE = 1e-6  # base_score + sum(points) == score shown
 
 
 @pytest.fixture(scope="module")
-def trained(default_card_raw, tmp_path_factory):
-    """(model, frame, model_dir): the default card's model (two refits) on seeded generated data."""
+def train_result(default_card_raw, tmp_path_factory):
     raw = default_card_raw()
     raw["model"] = {**raw.get("model", {}), "n_refits": 2}
     frame = generate_snapshots(1500, 8, seed=7).frame
     model_dir = tmp_path_factory.mktemp("explain") / "model"
-    result = train(parse_card(raw), frame, model_dir, mlflow_files=False)
+    return train(parse_card(raw), frame, model_dir, mlflow_files=False), frame
+
+
+@pytest.fixture(scope="module")
+def trained(train_result):
+    """(model, frame, model_dir): the default card's saved model (refitted on every matured row after
+    the backtest; two refits for the intervals) on seeded generated data."""
+    result, frame = train_result
     return result.model, frame, result.model_dir
 
 
@@ -163,7 +170,7 @@ def test_lower_csat_never_raises_the_score(model, holdout, model_contrib, decrem
 
 
 # ---- driver text --------------------------------------------------------------------------------
-_REFERENCE = re.compile(r" \((portfolio median [^()]+|most common: [^()]+|usual: (yes|no))\): ")
+_REFERENCE = re.compile(r" \((portfolio median [^()]+|usual: [^()]+|the usual value)\): ")
 _POINTS = re.compile(r"([+-]?\d+(\.\d)?) points$")
 
 
@@ -220,25 +227,67 @@ def test_drivers_name_indicator_value_reference_and_points(model, holdout, shown
 
 
 def test_drivers_are_empty_when_nothing_lowers_the_score(model, holdout, shown, model_contrib):
-    pts = model_contrib.points.to_numpy()
-    nothing_lowers = (pts >= 0).all(axis=1)
-    assert nothing_lowers.any(), "no held-out customer without a negative contribution: pick another seed"
-    for col in ("driver_1", "driver_2", "driver_3"):
-        assert (shown.loc[nothing_lowers, col] == "").all()
+    # On the odds scale a point of log-odds is ~14 health points, so nearly every real customer has
+    # some visible negative contribution: make some whose contributions are all non-negative (and some
+    # with one small negative) from the real ones, and check the text of all of them.
+    pts = model_contrib.points.to_numpy().copy()
+    pts[:40] = np.abs(pts[:40])
+    pts[40:60] = np.abs(pts[40:60])
+    pts[40:60, 0] = -0.04  # lowers by less than what is shown (0.1 points)
+    contrib = dataclasses.replace(model_contrib, points=pd.DataFrame(pts, columns=model_contrib.points.columns))
+    texts = driver_text(model, model.schema_.matrix(holdout).reset_index(drop=True), contrib, k=3)
+    drivers = pd.DataFrame({f"driver_{j + 1}": t for j, t in enumerate(texts)})
+    nothing_lowers = (pts >= -0.05).all(axis=1)  # nothing lowers the score by a shown amount
+    assert nothing_lowers[:60].all()
+    for col in drivers:
+        assert (drivers.loc[nothing_lowers, col] == "").all()
     # and a customer with something lowering the score by a visible amount has a driver_1
     visible = pts.min(axis=1) <= -0.1
-    assert (shown.loc[visible, "driver_1"] != "").all()
+    assert visible[60:].any() and (drivers.loc[visible, "driver_1"] != "").all()
     # with fewer lowering indicators than drivers, the rest are empty
     n_lowering = (np.round(pts, 1) < 0).sum(axis=1)
-    n_shown = (shown[["driver_1", "driver_2", "driver_3"]] != "").sum(axis=1).to_numpy()
+    n_shown = (drivers != "").sum(axis=1).to_numpy()
     np.testing.assert_array_equal(n_shown, np.minimum(n_lowering, 3))
+    # the real predictions follow the same rule
+    real = model_contrib.points.to_numpy()
+    real_shown = (shown[["driver_1", "driver_2", "driver_3"]] != "").sum(axis=1).to_numpy()
+    np.testing.assert_array_equal(real_shown, np.minimum((np.round(real, 1) < 0).sum(axis=1), 3))
 
 
-def test_driver_references_are_the_portfolio_values(trained):
+def test_categorical_drivers_say_what_the_usual_value_is_worth(model, holdout, model_contrib):
+    """A category is never compared with itself: the usual value says so, another value names the
+    usual one and its average points."""
+    cats = [f for f in model.schema_.features if f.kind == CATEGORICAL]
+    assert cats
+    f = cats[0]
+    usual = model.reference_values_[f.name]
+    worth = model.reference_points_[f.name]
+    pts = model_contrib.points.copy()
+    pts.iloc[:, :] = 0.0
+    pts[f.name] = -3.0  # make this category every customer's only driver
+    contrib = dataclasses.replace(model_contrib, points=pts.reset_index(drop=True))
+    X = model.schema_.matrix(holdout).reset_index(drop=True)
+    text = pd.Series(driver_text(model, X, contrib, k=1)[0])
+    values = X[f.name].astype(object)
+    same, other = (values == usual).to_numpy(), (values.notna() & (values != usual)).to_numpy()
+    assert same.any() and other.any()
+    label = feature_labels(model)[model.schema_.names.index(f.name)]
+    assert (text[same] == f"{label} {usual} (the usual value): -3 points").all()
+    worth_text = f"{'+' if round(worth, 1) > 0 else ''}{round(worth, 1):g} points"
+    expected = label + " " + values[other].astype(str) + f" (usual: {usual}, {worth_text} on average): -3 points"
+    assert (text[other] == expected).all(), (text[other].iloc[0], expected.iloc[0])
+
+
+def test_driver_references_are_the_portfolio_values(trained, train_result):
     """The reference shown is the median (numbers) / most common value (categories) of the rows the
-    model learnt from."""
+    model learnt from (the saved model: every matured row of the customers outside calibration)."""
+    from ml.pipeline import refit_rows
+
     model, frame, _ = trained
-    fit = frame.iloc[np.concatenate([model.splits_.train, model.splits_.valid])]
+    result, _ = train_result
+    fit_rows, _, _ = refit_rows(result.backtest, frame, frame["churned"].to_numpy(dtype=float))
+    assert model.n_rows_ == len(fit_rows) > len(result.backtest.splits_.train)
+    fit = frame.iloc[fit_rows]
     assert set(model.reference_values_) == set(model.schema_.names)
     for f in model.schema_.features:
         ref = model.reference_values_[f.name]
@@ -301,20 +350,26 @@ def test_explain_json(runner, trained, data_file, holdout, model_contrib):
             assert pts == sorted(pts)  # most negative first
         assert {it["indicator"] for it in out["contributions"]} == set(model.schema_.names)
         assert {it["indicator"] for it in out["manual"]["contributions"]} == set(model.card.names)
+        # JSON shows 2 decimals (points, scores) and 4 (probabilities): each number is off by at most
+        # half its last digit, so the sum of n + 1 rounded numbers is within 0.005 (n + 2) of the score
+        n_items = len(out["contributions"])
         assert out["base_score"] + sum(it["points"] for it in out["contributions"]) == pytest.approx(
-            out["health_score"], abs=ADDITIVE
+            out["health_score"], abs=0.005 * (n_items + 2)
         )
         m = out["manual"]
         assert m["base_score"] + sum(it["points"] for it in m["contributions"]) == pytest.approx(
-            m["score"], abs=ADDITIVE
+            m["score"], abs=0.005 * (len(m["contributions"]) + 2)
         )
+        for v in [out["health_score"], out["base_score"], m["score"], *(it["points"] for it in out["contributions"])]:
+            assert v == round(v, 2)
+        assert out["churn_probability"] == round(out["churn_probability"], 4)
         # the same numbers as predict on the customer's latest snapshot
         row = latest.loc[[cid]].reset_index()
         pred = model.predict(row).iloc[0]
-        assert out["health_score"] == pytest.approx(pred["health_score"], abs=1e-9)
+        assert out["health_score"] == round(pred["health_score"], 2)
         assert out["band"] == pred["band"]
-        assert out["churn_probability"] == pytest.approx(pred["churn_probability"], abs=1e-12)
-        assert m["score"] == pytest.approx(pred["manual_score"], abs=1e-9)
+        assert out["churn_probability"] == round(pred["churn_probability"], 4)
+        assert m["score"] == round(pred["manual_score"], 2)
         assert m["band"] == pred["manual_band"]
         values = {it["indicator"]: it["value"] for it in out["contributions"]}
         csat = row["csat"].iloc[0]
@@ -383,3 +438,32 @@ def test_global_plots_are_saved_with_the_model(trained):
     manifest = json.loads((model_dir / "MANIFEST.json").read_text())
     for p in paths:
         assert p.relative_to(model_dir).as_posix() in manifest["files"]
+
+
+# ---- the manual card's breakdown under `missing:` policies ---------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "csat_points", "score"),
+    [
+        # renormalize: 22.5 + 16 + 17.5 + 6 = 62 over the 80 points of known weight -> 77.5; CSAT is
+        # scored like the customer's other indicators: 20 x 77.5 / 100 = 15.5 (not 0, i.e. not -10)
+        ("renormalize", 15.5, 77.5),
+        ("neutral", 10.0, 72.0),  # 20 x 50 / 100 = 10; 62 + 10 = 72
+        ("worst", 0.0, 62.0),
+    ],
+)
+def test_card_breakdown_of_a_missing_indicator_is_what_the_policy_did(card_dict, worked_frame, policy, csat_points, score):
+    from ml.scorecard import WeightedScorecard
+
+    frame = worked_frame.assign(csat=np.nan)
+    sc = WeightedScorecard(parse_card(card_dict(missing=policy))).fit(frame)
+    mc = card_contributions(sc, frame, np.full(5, 50.0))  # base: every sub-score 50 -> 50 points
+    assert mc.base_score == pytest.approx(50.0)
+    pts = mc.points.iloc[0]
+    # contributions relative to the base points (weight x 50 / 100)
+    expected = {"interactions": 22.5 - 12.5, "response": 16 - 10, "resolution": 17.5 - 12.5, "activity": 6 - 5}
+    for name, v in expected.items():
+        assert pts[name] == pytest.approx(v, abs=1e-9), name
+    assert pts["csat"] == pytest.approx(csat_points - 10.0, abs=1e-9)
+    assert mc.score[0] == pytest.approx(score, abs=1e-9)
+    assert sc.score(frame)["health_score"].iloc[0] == pytest.approx(score, abs=1e-9)
+    assert mc.base_score + pts.sum() == pytest.approx(score, abs=1e-9)

@@ -99,6 +99,7 @@ TRUTH_CARD = {
     "missing": "renormalize",
     "bands": BANDS,
     "model": {"n_refits": 10, "seed": 0},
+    "calibration": {"scale": "odds"},  # the probability scale leaves At risk nearly empty (a warning)
 }
 
 
@@ -270,22 +271,45 @@ def _slice_customers(model, frame):
 
 
 def test_no_customer_in_two_slices(right_run, snapshots):
+    """Customers fitted on, early-stopped on and calibrated on are disjoint; the held-out period
+    scores every customer, and its never-seen subset is the held-out group's customers alone."""
     customers = _slice_customers(right_run.model, snapshots.frame)
-    for i, a in enumerate(SLICES):
+    fitting = ("train", "valid", "calibration")
+    for i, a in enumerate(fitting):
         assert customers[a], a
-        for b in SLICES[i + 1 :]:
+        for b in fitting[i + 1 :]:
             assert not customers[a] & customers[b], (a, b)
+    ids = snapshots.frame["customer_id"].astype(str).to_numpy()
+    unseen = set(ids[right_run.model.splits_.unseen])
+    assert unseen and unseen <= customers["holdout"]
+    assert not unseen & (customers["train"] | customers["valid"] | customers["calibration"])
+    assert customers["holdout"] & customers["train"]  # the held-out period includes trained-on customers
 
 
 def test_time_aware_split(right_run, snapshots):
     splits = right_run.model.splits_
     dates = pd.to_datetime(snapshots.frame["snapshot_date"]).to_numpy()
-    fit_dates = dates[np.concatenate([splits.train, splits.valid])]
     later = dates[splits.holdout]
-    assert fit_dates.max() < later.min()
-    assert splits.cutoff == str(pd.Timestamp(later.min()).date())
-    # the calibration customers are never trained on, so all their rows calibrate (a steadier slice)
-    assert dates[splits.calibration].min() < later.min() and dates[splits.calibration].max() == dates.max()
+    assert splits.cutoff == splits.heldout_start == str(pd.Timestamp(later.min()).date())
+    assert later.max() == dates.max()
+
+
+def test_no_label_window_used_to_fit_or_calibrate_overlaps_the_heldout_period(right_run, snapshots):
+    """Each label looks horizon_days ahead of its snapshot: every row fitted on, early-stopped on or
+    calibrated on has its whole label window [t, t + horizon) before the held-out period starts."""
+    splits = right_run.model.splits_
+    horizon = pd.Timedelta(days=splits.horizon_days)
+    start = pd.Timestamp(splits.heldout_start)
+    dates = pd.to_datetime(snapshots.frame["snapshot_date"])
+    for name in ("train", "valid", "calibration"):
+        d = dates.iloc[splits.rows(name)]
+        assert (d + horizon <= start).all(), (name, d.max(), start)
+        assert d.max() <= pd.Timestamp(splits.label_cutoff)
+    assert (dates.iloc[splits.holdout] >= start).all()
+    assert start - pd.Timestamp(splits.label_cutoff) >= horizon
+    # the label cutoff is the latest snapshot date that allows this (no usable date is wasted)
+    later_dates = dates[(dates > pd.Timestamp(splits.label_cutoff)) & (dates < start)]
+    assert (later_dates + horizon > start).all()
 
 
 def test_split_is_recorded(right_run, snapshots):
@@ -300,6 +324,11 @@ def test_split_is_recorded(right_run, snapshots):
         assert entry["rows"] == len(idx) and entry["churners"] == int(y[idx].sum())
         assert set(entry) >= {"rows", "churners", "churn_rate", "customers", "dates"}
     assert split["slices"]["train"]["dates"][1] < split["cutoff"] <= split["slices"]["holdout"]["dates"][0]
+    assert split["horizon_days"] == 90 and split["heldout_start"] == split["cutoff"]
+    gap = pd.Timestamp(split["heldout_start"]) - pd.Timestamp(split["label_cutoff"])
+    assert gap >= pd.Timedelta(days=split["horizon_days"])
+    for name in ("train", "valid", "calibration"):
+        assert split["slices"][name]["dates"][1] <= split["label_cutoff"], name
     customers = pd.read_csv(model_dir / "split_customers.csv")
     assert customers["customer_id"].is_unique
     assert set(customers["slice"]) == set(SLICES)
@@ -415,7 +444,8 @@ def test_seed_changes_the_split(mid_frame, default_card_raw):
     other = dataclasses.replace(card, model=dataclasses.replace(card.model, seed=1))
     y = label_array(mid_frame, "churned")
     a, b = make_splits(mid_frame, y, card), make_splits(mid_frame, y, other)
-    assert not np.array_equal(a.holdout, b.holdout)
+    assert not np.array_equal(a.unseen, b.unseen) and not np.array_equal(a.train, b.train)
+    np.testing.assert_array_equal(a.holdout, b.holdout)  # the held-out period is every customer's
 
 
 # ---- regressions from review -------------------------------------------------------------------

@@ -42,6 +42,8 @@ PREDICTION_COLUMNS = [
     "manual_score",
     "manual_band",
     "manual_churn_probability",
+    "value",
+    "value_at_risk",
     "driver_1",
     "driver_2",
     "driver_3",
@@ -57,6 +59,8 @@ def big():
 def trained(big, default_card_raw, tmp_path_factory):
     raw = default_card_raw()
     raw["model"]["n_refits"] = 0  # weight intervals are not under test here
+    # the held-out metrics describe the backtest model: without the refit it is the saved model too
+    raw["model"]["refit"] = False
     return train(parse_card(raw), big, tmp_path_factory.mktemp("predict") / "model", mlflow_files=False)
 
 
@@ -118,7 +122,7 @@ def test_heldout_ece_on_iranian_churn(iranian):
 
 
 # ---- health, probability and margin -------------------------------------------------------------
-def test_health_is_a_strictly_decreasing_function_of_probability(holdout_pred):
+def test_health_is_a_strictly_decreasing_function_of_probability(trained, holdout_pred):
     p = holdout_pred["churn_probability"].to_numpy()
     h = holdout_pred["health_score"].to_numpy()
     order = np.argsort(p, kind="stable")
@@ -128,7 +132,10 @@ def test_health_is_a_strictly_decreasing_function_of_probability(holdout_pred):
     # score near 90 is a float with a spacing of ~1.4e-14, i.e. ~1.4e-16 in probability)
     assert np.all(dh[dp > 1e-13] < 0)
     assert np.all(dh[dp == 0] == 0)
-    np.testing.assert_allclose(h, 100 * (1 - p), rtol=0, atol=1e-9)  # the probability scale
+    cal = trained.model.card.calibration
+    assert cal.scale == "odds"  # the default card's scale
+    expected = probability_to_health(p, "odds", base_rate=trained.model.base_rate_, anchor=cal.anchor_score, pdo=cal.pdo)
+    np.testing.assert_allclose(h, expected, rtol=0, atol=1e-9)
 
 
 def test_ranking_by_health_equals_ranking_by_margin(trained, holdout, holdout_pred):

@@ -99,6 +99,22 @@ StrictOpt = Annotated[
 ]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The card (YAML).", dir_okay=False)]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv or .parquet file.")]
+FullPrecisionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full-precision",
+        help="CSV: keep every digit (default: health and points to 2 decimals, probabilities to 4; Parquet "
+        "always keeps every digit).",
+    ),
+]
+IncludeInactiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--include-inactive",
+        help="Also count customers whose latest snapshot is older than the latest snapshot date (they left).",
+    ),
+]
+SORT_KEYS = ("value_at_risk", "churn_probability")
 
 
 @app.command()
@@ -196,11 +212,12 @@ def score(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the scores (.csv or .parquet).")],
     subscores: Annotated[bool, typer.Option("--subscores", help="Also write subscore__<indicator> columns.")] = False,
     raw_csv: RawCsvOpt = False,
+    full_precision: FullPrecisionOpt = False,
 ) -> None:
     """Score customers with the manual card: health_score, band, coverage and points per indicator."""
     from ml.card import load_card
     from ml.data.checks import check_rows
-    from ml.data.io import read_table, table_columns, write_table
+    from ml.data.io import read_table, table_columns, write_output_table
     from ml.scorecard import score_table
 
     card = load_card(config)
@@ -209,7 +226,7 @@ def score(
     frame = _nonempty(read_table(data, columns=needed, text=[card.id_column]), data)
     check_rows(frame, card)
     table = score_table(card, frame, subscores=subscores)
-    write_table(table, out, raw_csv=raw_csv)
+    write_output_table(table, out, full_precision=full_precision, raw_csv=raw_csv)
     typer.echo(f"scored {len(table):,} rows -> {out}")
     render.print_band_summary(table, card)
 
@@ -254,6 +271,7 @@ def report(
             "--history", "-H", help="A score history: adds trends (band shares, score lines, changes).", file_okay=False
         ),
     ] = None,
+    include_inactive: IncludeInactiveOpt = False,
 ) -> None:
     """A self-contained HTML report for CS leads: bands, weights, what scores mean, why customers are at risk."""
     from ml.data.checks import check_rows
@@ -269,8 +287,13 @@ def report(
         from ml.monitor.history import History
 
         History(history).require()  # one clear error before the report's work
-    write_report(m, frame, out, history=history)
+    rep = write_report(m, frame, out, history=history, include_inactive=include_inactive)
     typer.echo(f"report written to {out}")
+    if rep.left_out:
+        typer.echo(
+            f"left out {rep.left_out:,} customers whose latest snapshot is older than the latest date "
+            "(--include-inactive keeps them)"
+        )
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model directory, or models:/<name>@<alias>.")]
@@ -406,8 +429,20 @@ def predict(
             "--master", help="--engine spark: the Spark master URL (default: the running session, or local[*])."
         ),
     ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="Order the rows, largest first: value_at_risk (needs the card's value_column) or churn_probability.",
+        ),
+    ] = None,
+    include_inactive: IncludeInactiveOpt = False,
+    full_precision: FullPrecisionOpt = False,
 ) -> None:
-    """Score new snapshots: health score, band and churn probability, for the model and the manual card."""
+    """Score new snapshots: health score, band and churn probability, for the model and the manual card
+    (and value at risk when the card has a value_column). The summary covers the current book."""
+    import numpy as np
+
     from ml.data.checks import check_rows
     from ml.errors import DataError
 
@@ -430,9 +465,17 @@ def predict(
         return
     if master is not None:
         raise DataError("--master applies to --engine spark; drop it or add --engine spark.")
-    from ml.data.io import read_table, write_table
+    from ml.data.io import active_mask, read_table, write_output_table
+    from ml.errors import CardError
 
     m = _load_model(model)
+    if sort is not None and sort not in SORT_KEYS:
+        raise CardError(f"--sort: got {sort!r}; use one of: {', '.join(SORT_KEYS)}.")
+    if sort == "value_at_risk" and not m.card.value_column:
+        raise CardError(
+            "--sort value_at_risk: the model's card has no value_column; add `value_column: <column>` (ARR, MRR, "
+            "seats ...) to the card and retrain, or sort by churn_probability."
+        )
     frame = _nonempty(read_table(data, text=[m.card.id_column]), data)
     check_rows(frame, m.card)
     unseen = "error" if strict else "missing"
@@ -443,12 +486,16 @@ def predict(
 
         run = score_with_points(m, frame, drivers=drivers, unseen=unseen)
         table = run.table
-    write_table(table, out, raw_csv=raw_csv)
+    written = table
+    if sort is not None:
+        written = table.sort_values(sort, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    write_output_table(written, out, full_precision=full_precision, raw_csv=raw_csv)
     typer.echo(f"predicted {len(table):,} rows -> {out}")
     if history is not None:
         added = append_scores(history, run, m.card, model_identity(m, model, _registered_version(model)), frame=frame)
         render.print_appended(added, history)
-    render.print_band_summary(table, m.card, title="Band summary (model)")
+    active = np.ones(len(table), dtype=bool) if include_inactive else active_mask(table, m.card)
+    render.print_book(table, active, m.card, include_inactive=include_inactive)
 
 
 @app.command()
@@ -470,7 +517,9 @@ def explain(
     frame = read_table(data, text=[m.card.id_column])
     result = explain_customer(m, frame, customer, unseen="error" if strict else "missing")
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str, allow_nan=False))
+        from ml.data.io import rounded_explanation
+
+        typer.echo(json.dumps(rounded_explanation(result), indent=2, default=str, allow_nan=False))
         return
     render.print_explanation(result, m.card)
 

@@ -366,3 +366,81 @@ def latest_snapshots(frame: pd.DataFrame, card: Card) -> pd.DataFrame:
         return frame
     d = pd.to_datetime(frame[card.date_column], errors="coerce")
     return frame.loc[d.eq(d.groupby(frame[card.id_column]).transform("max"))].reset_index(drop=True)
+
+
+# ---- what CSV and JSON show ------------------------------------------------------------------------
+POINTS_DECIMALS = 2  # health scores, points, coverage, value (money) and value at risk
+PROBABILITY_DECIMALS = 4
+_POINT_COLUMNS = ("health_score", "manual_score", "base_score", "coverage", "value", "value_at_risk")
+_PROBABILITY_COLUMNS = ("churn_probability", "manual_churn_probability")
+
+
+def output_decimals(column: str) -> int | None:
+    """Decimals a column is rounded to in CSV and JSON (None: left as it is)."""
+    if column in _PROBABILITY_COLUMNS:
+        return PROBABILITY_DECIMALS
+    if column in _POINT_COLUMNS or column.startswith(("points__", "subscore__")):
+        return POINTS_DECIMALS
+    return None
+
+
+def rounded_for_output(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with health and points to 2 decimals and probabilities to 4 (CSV and JSON only: Parquet
+    and the Python API keep full precision, and so does ``--full-precision``)."""
+    out = frame.copy()
+    for col in out.columns:
+        d = output_decimals(str(col))
+        if d is not None and pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].round(d)
+    return out
+
+
+def write_output_table(
+    frame: pd.DataFrame, path: str | os.PathLike, *, full_precision: bool = False, raw_csv: bool = False
+) -> Path:
+    """``write_table`` for the tables people read: rounded (``rounded_for_output``) when written as
+    CSV, unless ``full_precision``; Parquet always keeps every digit."""
+    if _format(Path(path)) == "csv" and not full_precision:
+        frame = rounded_for_output(frame)
+    return write_table(frame, path, raw_csv=raw_csv)
+
+
+def active_snapshots(frame: pd.DataFrame, card: Card) -> tuple[pd.DataFrame, int]:
+    """The current book: each customer's latest snapshot, kept only when it is on the latest snapshot
+    date (customers whose last snapshot is older have left, or stopped being measured). Returns the
+    rows and how many customers were left out. Without a date column every row is current."""
+    latest = latest_snapshots(frame, card)
+    if not card.date_column or latest.empty:
+        return latest, 0
+    d = pd.to_datetime(latest[card.date_column])
+    now = d.eq(d.max()).to_numpy()
+    return latest.loc[now].reset_index(drop=True), int((~now).sum())
+
+
+def active_mask(frame: pd.DataFrame, card: Card) -> np.ndarray:
+    """Rows of ``frame`` that are a customer's latest snapshot on the latest snapshot date (all rows
+    without a date column)."""
+    if not card.date_column or frame.empty:
+        return np.ones(len(frame), dtype=bool)
+    d = pd.to_datetime(frame[card.date_column])
+    latest = d.eq(d.groupby(frame[card.id_column]).transform("max"))
+    return (latest & d.eq(d.max())).to_numpy()
+
+
+def rounded_explanation(result: dict) -> dict:
+    """``explain --json`` as people read it: scores and points to 2 decimals, probabilities to 4
+    (log-odds, the model's own units, keep every digit)."""
+
+    def walk(obj, key=None):
+        if isinstance(obj, dict):
+            return {k: walk(v, k) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v, key) for v in obj]
+        if isinstance(obj, float) and key is not None:
+            if key in ("points", "score", "health_score", "base_score", "value_at_risk"):
+                return round(obj, POINTS_DECIMALS)
+            if key.endswith("probability"):
+                return round(obj, PROBABILITY_DECIMALS)
+        return obj
+
+    return walk(result)

@@ -16,7 +16,7 @@ from ml.card import Card
 from ml.errors import DataError, quiet, warn
 from ml.model.audit import DirectionCheck, audit_directions
 from ml.model.calibration import ScoreCalibrator, probability_to_health
-from ml.model.explain import contributions, driver_text, mean_subscores
+from ml.model.explain import category_reference_points, contributions, driver_text, mean_subscores
 from ml.model.features import CATEGORICAL, FeatureSchema, label_values, monotone_constraints
 from ml.model.splits import Splits, make_splits
 from ml.scorecard import WeightedScorecard, assign_bands
@@ -257,6 +257,7 @@ class HealthModel:
             else:
                 med = float(np.nanmedian(col.to_numpy(dtype=float))) if col.notna().any() else None
                 self.reference_values_[f.name] = med
+        self.reference_points_ = category_reference_points(self, X.iloc[fit_rows])
 
     def refit(self, frame: pd.DataFrame, X: pd.DataFrame, y: np.ndarray, fit_rows, cal_rows, trees: int) -> HealthModel:
         """A copy of this (fitted) model refitted with exactly ``trees`` trees on rows ``fit_rows`` and
@@ -364,7 +365,7 @@ class HealthModel:
         out["manual_score"] = ms
         out["manual_band"] = pd.Categorical(np.asarray(manual["band"]), categories=[b.name for b in card.bands])
         out["manual_churn_probability"] = mp
-        if card.value_column:
+        if card.value_column and card.value_column in frame.columns:  # data without it: no value columns
             value = value_array(frame, card.value_column)
             out["value"] = value
             out["value_at_risk"] = value * p

@@ -12,7 +12,8 @@ The health scale is a pure function of the probability:
 - ``probability``: health = 100 x (1 - p); Healthy >= 80 reads "at most 20 % risk".
 - ``odds``: points to double the odds. health = anchor + pdo x log2(base_odds / odds), where odds =
   p / (1 - p) and base_odds is the calibration slice's churn odds: the base rate sits at ``anchor``
-  (default 70) and every ``pdo`` points (default 10) halve the odds. Clipped to [0, 100].
+  (default 70) and every ``pdo`` points (default 10) halve the odds. Exactly linear on [5, 95]; beyond,
+  it bends smoothly towards 0 and 100 (``soft_bounds``) instead of clipping, so scores never tie.
 """
 
 from __future__ import annotations
@@ -203,8 +204,34 @@ def probability_to_health(
         if base_rate is None:
             raise ValueError("the odds scale needs the base churn rate")
         log2_odds = (_logit(p) - _logit(base_rate)) / np.log(2)
-        return np.clip(anchor - pdo * log2_odds, 0.0, 100.0)
+        return soft_bounds(anchor - pdo * log2_odds)
     raise ValueError(f"unknown health scale {scale!r}")
+
+
+SOFT_EDGE = 5.0  # the odds scale is linear on [5, 95] and bends smoothly towards 0 and 100 beyond
+
+
+def soft_bounds(h: np.ndarray) -> np.ndarray:
+    """Keep a score within (0, 100) without ties: the identity on [5, 95]; beyond, an exponential
+    approach to the bound that joins with the same value and slope (100 - 5 exp(-(h - 95) / 5) above
+    95, 5 exp((h - 5) / 5) below 5). Strictly increasing, so no two margins share a score, unlike a
+    clip (which tied every customer beyond the bounds and broke ranking by health = ranking by margin)."""
+    h = np.asarray(h, float)
+    e = SOFT_EDGE
+    with np.errstate(over="ignore"):
+        high = 100.0 - e * np.exp(-(h - (100.0 - e)) / e)
+        low = e * np.exp((h - e) / e)
+    return np.where(h > 100.0 - e, high, np.where(h < e, low, h))
+
+
+def inverse_soft_bounds(s: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`soft_bounds` on (0, 100)."""
+    s = np.asarray(s, float)
+    e = SOFT_EDGE
+    with np.errstate(divide="ignore", invalid="ignore"):
+        high = (100.0 - e) - e * np.log((100.0 - s) / e)
+        low = e + e * np.log(s / e)
+    return np.where(s > 100.0 - e, high, np.where(s < e, low, s))
 
 
 def health_to_probability(
@@ -221,4 +248,4 @@ def health_to_probability(
         return 1.0 - h / 100.0
     if base_rate is None:
         raise ValueError("the odds scale needs the base churn rate")
-    return _sigmoid(_logit(base_rate) + (anchor - h) / pdo * np.log(2))
+    return _sigmoid(_logit(base_rate) + (anchor - inverse_soft_bounds(h)) / pdo * np.log(2))

@@ -16,7 +16,9 @@ points) and the order of their sizes. The shap package is only used to cross-che
 
 **Manual card.** Points per indicator relative to the card's score at the portfolio's average
 sub-scores (mean over the reference rows): contribution_j = points_j - w_j x mean_subscore_j / 100,
-and base_score = sum_j w_j x mean_subscore_j / 100, so base + sum = the manual score exactly.
+and base_score = sum_j w_j x mean_subscore_j / 100, so base + sum = the manual score exactly. Under
+``missing: renormalize`` a missing indicator's points are what renormalizing did: it is scored like
+the customer's other indicators (``card_points``), so it is shown as missing, not charged points.
 """
 
 from __future__ import annotations
@@ -115,12 +117,41 @@ def log_odds_to_points(model, index, phi: np.ndarray, b: float, margin: np.ndarr
     return _contributions(model, index, phi * slope[:, None], base, health, margin, phi)
 
 
+def card_points(scorecard, frame: pd.DataFrame) -> np.ndarray:
+    """Each indicator's points in the card's score, as the breakdown shows them: weight x sub-score /
+    100 (plus a points card's ``offset``, which belongs to the base). A missing value under ``renormalize`` is scored like the customer's other indicators
+    (renormalizing makes the score the weighted mean of the known sub-scores, which is the same as
+    giving the missing indicator that mean), so it gets weight x that mean, never a penalty; under
+    ``neutral``/``worst`` (or its ``missing_score``) what the card says. The points sum to the card's
+    score (less any offset) exactly."""
+    card = scorecard.card
+    S = scorecard.subscores(frame).to_numpy()
+    w = np.array([ind.weight for ind in card.indicators], float)
+    policies = [ind.missing or card.missing for ind in card.indicators]
+    inds = card.indicators
+    fill = np.array(
+        [
+            ind.missing_score if ind.missing_score is not None else 50.0 if p == "neutral" else 0.0
+            for ind, p in zip(inds, policies, strict=True)
+        ]
+    )
+    renorm = np.array([p == "renormalize" and ind.missing_score is None for ind, p in zip(inds, policies, strict=True)])
+    present = ~np.isnan(S)
+    filled = np.where(present, S, fill)
+    counted = present | ~renorm
+    w_eff = w * counted
+    denom = w_eff.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(denom > 0, (filled * w_eff).sum(axis=1, keepdims=True) / denom, np.nan)
+    return np.where(counted, filled, mean) * w / 100.0
+
+
 def card_contributions(scorecard, frame: pd.DataFrame, base_subscores: np.ndarray) -> Contributions:
     """The manual card's points per indicator relative to its score at ``base_subscores``."""
     card = scorecard.card
     w = np.array([ind.weight for ind in card.indicators])
     base_points = w * np.asarray(base_subscores, float) / 100.0
-    pts = scorecard.transform(frame).to_numpy()
+    pts = card_points(scorecard, frame)
     offset = card.offset or 0.0  # a points card's starting points belong to the base
     score = pts.sum(axis=1) + offset
     score[np.isnan(pts).all(axis=1)] = np.nan
@@ -207,13 +238,19 @@ def _top_negative(pts: np.ndarray, k: int) -> np.ndarray:
     return out, values
 
 
-def _reference_text(model, j: int, name: str) -> str:
+def _reference_text(model, j: int, name: str, values: np.ndarray | None = None):
+    """The text after the value: the portfolio's reference. For a category it says what the usual
+    value is worth (its average points) rather than repeating the customer's own value."""
     f = model.schema_.features[j]
     ref = model.reference_values_.get(name)
     if ref is None:
         return ""
     if f.kind == CATEGORICAL:
-        return f" (most common: {ref})"
+        worth = (getattr(model, "reference_points_", None) or {}).get(name)
+        other = f" (usual: {ref}" + ("" if worth is None else f", {_fmt_points(np.array([worth]))[0]} on average") + ")"
+        if values is None:
+            return other
+        return np.where(values == str(ref), " (the usual value)", other).astype(_STR)
     if f.boolean:
         return f" (usual: {'yes' if ref >= 0.5 else 'no'})"
     return f" (portfolio median {number_texts(np.array([ref]))[0]})"
@@ -226,7 +263,8 @@ def feature_labels(model) -> list[str]:
 
 def driver_text(model, X: pd.DataFrame, contrib: Contributions, k: int = 3) -> list[np.ndarray]:
     """For each rank 1..k, one text per customer for the indicator lowering the score most
-    ("CSAT 2.1 (portfolio median 4.2): -11 points"); empty where nothing more lowers the score.
+    ("CSAT 2.1 (portfolio median 4.2): -11 points"; for a category "Plan basic (usual: pro, +1.2
+    points on average): -4 points", or "(the usual value)"); empty where nothing more lowers the score.
     Vectorised: one pass per (rank, feature), never per row."""
     pts = contrib.points.to_numpy()
     n, p = pts.shape
@@ -253,8 +291,9 @@ def driver_text(model, X: pd.DataFrame, contrib: Contributions, k: int = 3) -> l
             lo = tenths.min()
             span = int(tenths.max() - lo) + 1
             pair_codes, pairs = pd.factorize(vcodes * span + (tenths - lo))
-            body = np.strings.add(f"{labels[j]} ", vtexts[pairs // span])
-            body = np.strings.add(body, f"{_reference_text(model, j, name)}: ")
+            values = vtexts[pairs // span]
+            body = np.strings.add(f"{labels[j]} ", values)
+            body = np.strings.add(np.strings.add(body, _reference_text(model, j, name, values)), ": ")
             body = np.strings.add(body, _fmt_points((pairs % span + lo) / 10.0))
             text[m] = body.astype(object)[pair_codes]
         out.append(text)
@@ -337,4 +376,25 @@ def explain_customer(model, frame: pd.DataFrame, customer_id: str, *, unseen: st
     }
     if card.date_column and card.date_column in row:
         out["snapshot_date"] = str(pd.Timestamp(row[card.date_column].iloc[0]).date())
+    return out
+
+
+REFERENCE_POINT_ROWS = 5_000
+
+
+def category_reference_points(model, X: pd.DataFrame) -> dict[str, float]:
+    """For each categorical feature, the average points (model contributions) of the rows holding its
+    most common value, over at most ``REFERENCE_POINT_ROWS`` rows of ``X``: what the usual value is worth."""
+    cats = [(j, f.name) for j, f in enumerate(model.schema_.features) if f.kind == CATEGORICAL]
+    if not cats or len(X) == 0:
+        return {}
+    if len(X) > REFERENCE_POINT_ROWS:
+        X = X.iloc[np.sort(np.random.default_rng(0).choice(len(X), REFERENCE_POINT_ROWS, replace=False))]
+    pts = contributions(model, X).points
+    out = {}
+    for _, name in cats:
+        ref = model.reference_values_.get(name)
+        usual = (X[name].astype(object) == ref).to_numpy() if ref is not None else np.zeros(len(X), bool)
+        if usual.any():
+            out[name] = float(pts[name].to_numpy()[usual].mean())
     return out

@@ -114,6 +114,7 @@ class HealthReport:
         max_at_risk: int = MAX_AT_RISK,
         max_explained: int = MAX_EXPLAINED,
         history: str | os.PathLike | None = None,
+        include_inactive: bool = False,
     ):
         model.check_fitted()
         card = model.card
@@ -128,6 +129,7 @@ class HealthReport:
         self.max_at_risk = max_at_risk
         self.max_explained = max_explained
         self.history = None if history is None else Path(history)
+        self.include_inactive = include_inactive
 
     # ---- data ----------------------------------------------------------------------------------
     @property
@@ -157,10 +159,70 @@ class HealthReport:
         return f.drop_duplicates(self.card.id_column, keep="last").reset_index(drop=True)
 
     @cached_property
+    def current(self) -> pd.DataFrame:
+        """The current book: each customer's latest snapshot when it is on the latest snapshot date
+        (customers whose last snapshot is older have left); every latest snapshot with
+        ``include_inactive``."""
+        if self.include_inactive or self.dates is None:
+            return self.latest
+        d = pd.to_datetime(self.latest[self._date_column], errors="coerce")
+        return self.latest.loc[d.eq(d.max()).to_numpy()].reset_index(drop=True)
+
+    @cached_property
+    def left_out(self) -> int:
+        """Customers whose latest snapshot is older than the latest date, left out of the book."""
+        return int(len(self.latest) - len(self.current))
+
+    @cached_property
+    def has_value(self) -> bool:
+        return bool(self.card.value_column)
+
+    @cached_property
+    def sort_key(self) -> str:
+        return "value_at_risk" if self.has_value else "churn_probability"
+
+    @cached_property
     def predictions(self) -> pd.DataFrame:
-        """``model.predict`` on the latest snapshots, riskiest first."""
-        pred = self.model.predict(self.latest, drivers=3)
-        return pred.sort_values("churn_probability", ascending=False, kind="stable").reset_index(drop=True)
+        """``model.predict`` on the current book, by value at risk (when the card has a value column)
+        or churn probability, highest first."""
+        pred = self.model.predict(self.current, drivers=3)
+        return pred.sort_values(
+            [self.sort_key, "churn_probability"], ascending=False, kind="stable", na_position="last"
+        ).reset_index(drop=True)
+
+    @cached_property
+    def value_summary(self) -> dict[str, Any] | None:
+        """Value and value at risk per band of the current book, and the sentence leading the list."""
+        if not self.has_value:
+            return None
+        from ml.model.book import money, value_by_band, value_sentence
+
+        order = [b.name for b in self.card.bands]
+        table = value_by_band(self.predictions, order)
+        return {
+            "column": self.card.value_column,
+            "sentence": value_sentence(table, self.lowest_band, self.card.value_column),
+            "rows": [
+                {
+                    "band": b,
+                    "customers": int(r.customers),
+                    "value": money(r.value),
+                    "value_at_risk": money(r.value_at_risk),
+                    "top_share": finite(r.top_share),
+                }
+                for b, r in table.iterrows()
+            ],
+        }
+
+    @cached_property
+    def cards(self) -> list[dict[str, str]]:
+        """The adoptable proposal cards written by ``train`` (``cards/<proposal>.yaml``), as links."""
+        if self.model_dir is None or not (self.model_dir / "cards").is_dir():
+            return []
+        return [
+            {"name": p.stem, "path": str(p), "uri": p.resolve().as_uri()}
+            for p in sorted((self.model_dir / "cards").glob("*.yaml"))
+        ]
 
     @cached_property
     def colors(self) -> dict[str, str]:
@@ -245,7 +307,9 @@ class HealthReport:
             out = low.head(target)
         else:
             others = p.drop(index=low.index).head(target - len(low))
-            out = pd.concat([low, others]).sort_values("churn_probability", ascending=False, kind="stable")
+            out = pd.concat([low, others]).sort_values(
+                [self.sort_key, "churn_probability"], ascending=False, kind="stable", na_position="last"
+            )
         return out.reset_index(drop=True)
 
     @cached_property
@@ -254,7 +318,7 @@ class HealthReport:
         from ml.model.explain import explain_customer
 
         ids = self.at_risk[self.card.id_column].head(self.max_explained)
-        return [explain_customer(self.model, self.latest, cid) for cid in ids]
+        return [explain_customer(self.model, self.current, cid) for cid in ids]
 
     @cached_property
     def trends(self):
@@ -277,6 +341,9 @@ class HealthReport:
             "model_dir": None if self.model_dir is None else str(self.model_dir),
             "rows": len(self.frame),
             "customers": int(ids.nunique()),
+            "current_customers": int(len(self.current)),
+            "left_out": self.left_out,
+            "include_inactive": self.include_inactive,
             "date_column": self._date_column,
             "first_date": None,
             "last_date": None,
@@ -302,7 +369,14 @@ class HealthReport:
                 snapshot_dates=int(d.nunique()),
                 stale_customers=int((latest < last).sum()),
             )
-        out["holdout"] = (self.metrics or {}).get("holdout")
+        m = self.metrics or {}
+        out["holdout"] = m.get("holdout")
+        out["evaluation"] = m.get("evaluation")
+        out["saved_model"] = m.get("saved_model")
+        out["rows_censored"] = m.get("rows_censored")
+        split = getattr(model, "split_summary_", None) or {}
+        slices = split.get("slices", {})
+        out["backtest_fit_rows"] = sum(slices[k]["rows"] for k in ("train", "valid") if k in slices) or None
         return out
 
     @cached_property
@@ -347,6 +421,7 @@ class HealthReport:
                 "roc_auc": m.get("roc_auc"),
                 "lift": m.get("top_decile_lift"),
                 "capture": m.get("at_risk_capture"),
+                "capture_at_card_share": m.get("capture_at_card_share"),
                 "bands": [
                     {"band": b, "rate": m["churn_rate_by_band"].get(b), "rows": m.get("rows_by_band", {}).get(b, 0)}
                     for b in order
@@ -372,6 +447,8 @@ class HealthReport:
                     "manual_score": finite(r["manual_score"]),
                     "manual_band": None if pd.isna(r["manual_band"]) else str(r["manual_band"]),
                     "manual_churn_probability": finite(r["manual_churn_probability"]),
+                    "value": finite(r.get("value")),
+                    "value_at_risk": finite(r.get("value_at_risk")),
                     "drivers": drivers,
                 }
             )
@@ -455,6 +532,8 @@ class HealthReport:
                 "ranking": self.ranking_rows or None,
                 "health_to_probability": self.health_table,
                 "at_risk": self.at_risk_rows,
+                "value": self.value_summary,
+                "cards": [{"name": c["name"], "path": c["path"]} for c in self.cards],
                 "explained": [
                     {
                         "customer_id": e["customer_id"],
@@ -509,11 +588,16 @@ def _env():
 
 
 def build_report(
-    model, frame: pd.DataFrame, *, model_dir: str | os.PathLike | None = None, history: str | os.PathLike | None = None
+    model,
+    frame: pd.DataFrame,
+    *,
+    model_dir: str | os.PathLike | None = None,
+    history: str | os.PathLike | None = None,
+    include_inactive: bool = False,
 ) -> HealthReport:
     """The report on ``frame`` (snapshots; each customer's latest is scored) for a fitted ``model``;
     with ``history`` (a score history directory) it adds the trends."""
-    return HealthReport(model, frame, model_dir=model_dir, history=history)
+    return HealthReport(model, frame, model_dir=model_dir, history=history, include_inactive=include_inactive)
 
 
 def write_report(
@@ -523,11 +607,12 @@ def write_report(
     *,
     model_dir: str | os.PathLike | None = None,
     history: str | os.PathLike | None = None,
+    include_inactive: bool = False,
 ) -> HealthReport:
     """Build the report and write its HTML to ``out_path`` atomically; returns the report (its
     ``summary`` serves the CLI's one-line output)."""
     from ml.data.io import write_text
 
-    report = build_report(model, frame, model_dir=model_dir, history=history)
+    report = build_report(model, frame, model_dir=model_dir, history=history, include_inactive=include_inactive)
     write_text(report.to_html(), out_path)
     return report

@@ -96,6 +96,7 @@ def model_state(model) -> dict[str, Any]:
         "scorecard": sc_state,
         "manual_base_subscores": list(map(float, model.manual_base_subscores_)),
         "reference_values": model.reference_values_,
+        "reference_points": getattr(model, "reference_points_", {}),
         "audit": [c.to_dict() for c in model.audit_],
         "split": model.split_summary_,
         "rows": model.n_rows_,
@@ -235,6 +236,7 @@ def load_model(model_dir: str | os.PathLike):
         model.scorecard_ = WeightedScorecard.from_state(card, state["scorecard"])
         model.manual_base_subscores_ = np.asarray(state["manual_base_subscores"], float)
         model.reference_values_ = state["reference_values"]
+        model.reference_points_ = state.get("reference_points", {})
         model.audit_ = [DirectionCheck(**{k: v for k, v in c.items() if k != "evidence"}) for c in state["audit"]]
         model.split_summary_ = state["split"]
         model.n_rows_ = state["rows"]
