@@ -451,7 +451,9 @@ def test_global_plots_are_saved_with_the_model(trained):
         ("worst", 0.0, 62.0),
     ],
 )
-def test_card_breakdown_of_a_missing_indicator_is_what_the_policy_did(card_dict, worked_frame, policy, csat_points, score):
+def test_card_breakdown_of_a_missing_indicator_is_what_the_policy_did(
+    card_dict, worked_frame, policy, csat_points, score
+):
     from ml.scorecard import WeightedScorecard
 
     frame = worked_frame.assign(csat=np.nan)

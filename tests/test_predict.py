@@ -134,7 +134,9 @@ def test_health_is_a_strictly_decreasing_function_of_probability(trained, holdou
     assert np.all(dh[dp == 0] == 0)
     cal = trained.model.card.calibration
     assert cal.scale == "odds"  # the default card's scale
-    expected = probability_to_health(p, "odds", base_rate=trained.model.base_rate_, anchor=cal.anchor_score, pdo=cal.pdo)
+    expected = probability_to_health(
+        p, "odds", base_rate=trained.model.base_rate_, anchor=cal.anchor_score, pdo=cal.pdo
+    )
     np.testing.assert_allclose(h, expected, rtol=0, atol=1e-9)
 
 

@@ -217,7 +217,7 @@ def label_values(frame: pd.DataFrame, column: str) -> np.ndarray:
         y = s.to_numpy(dtype=float, na_value=np.nan)
         bad = ~np.isnan(y) & ~np.isin(y, (0.0, 1.0))
         if bad.any():
-            found = [v.item() if hasattr(v, "item") else v for v in sorted(pd.unique(s[bad]))[:5]]
+            found = [int(v) if float(v).is_integer() else float(v) for v in sorted(pd.unique(y[bad]))[:5]]
             raise DataError(
                 f"label column {column!r} must be 0/1, found {found} in {int(bad.sum())} row(s); "
                 "encode churned as 1 and retained as 0 (leave it empty where it is not known yet)."
