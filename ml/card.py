@@ -427,7 +427,7 @@ def _parse_reference(ref: Any, where: str) -> Scoring:
             f"{where}: expected a mapping {{values: [...], counts: [...]}} (the reference population's sorted "
             f"distinct values and their counts), got {str(ref)[:80]!r}."
         )
-    _check_keys(ref, ("values", "counts"), where)
+    check_keys(ref, ("values", "counts"), where)
     values = ref["values"]
     if not isinstance(values, list) or not values:
         raise CardError(f"{where}.values: expected a non-empty list of numbers, got {str(values)[:80]!r}.")

@@ -216,7 +216,8 @@ def print_metrics(metrics, card) -> None:
         if cal.get("in_time"):
             console().print(
                 f"[dim]model ECE out of time {cal['model']['ece']:.4f} vs in time {cal['in_time']['model']['ece']:.4f} "
-                f"(never-seen customers' rows of the training period): the gap is drift the calibration must survive.[/]"
+                "(never-seen customers' rows of the training period); an out-of-time ECE well above the in-time one "
+                "means the churn rate drifted since the model was calibrated.[/]"
             )
 
 
