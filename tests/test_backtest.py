@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -416,3 +417,120 @@ def test_dataclass_replace_keeps_the_refit_default(default_card_raw):
     assert dataclasses.replace(card.model, seed=3).refit is True
     with pytest.raises(CardError, match=r"model\.refit: expected true or false, got 'yes'"):
         parse_card({**default_card_raw(), "model": {"refit": "yes"}})
+
+
+# ---- predict: the current book, value at risk, rounding --------------------------------------------
+@pytest.mark.slow
+def test_predict_sorts_by_value_at_risk_and_summarises_the_current_book(demo_run, demo_data, tmp_path):
+    md = demo_run.model_dir
+    data = tmp_path / "snapshots.parquet"
+    demo_data.to_parquet(data, index=False)
+    runner = CliRunner()
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(
+        app, ["predict", "--model", str(md), "--data", str(data), "--out", str(out), "--sort", "value_at_risk"]
+    )
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(out)
+    assert len(pred) == len(demo_data)  # every row is scored; only the summary is the current book
+    var = pred["value_at_risk"].to_numpy()
+    assert np.all(np.diff(var) <= 0)  # largest first
+    # value at risk = value x churn probability (before rounding: 2 and 4 decimals in CSV)
+    np.testing.assert_allclose(
+        var, pred["value"] * pred["churn_probability"], rtol=0, atol=0.5 * pred["value"].max() * 1e-4 + 0.01
+    )
+    for col, d in (("health_score", 2), ("manual_score", 2), ("value_at_risk", 2), ("churn_probability", 4)):
+        v = pred[col].dropna().to_numpy()
+        np.testing.assert_array_equal(v, np.round(v, d))
+    latest_date = pd.to_datetime(demo_data["snapshot_date"]).max()
+    last = demo_data.groupby("customer_id")["snapshot_date"].transform("max")
+    active = int(
+        ((last == demo_data["snapshot_date"]) & (pd.to_datetime(demo_data["snapshot_date"]) == latest_date)).sum()
+    )
+    assert f"the current book, {active:,} customers" in result.stdout
+    assert f"left out {len(demo_data) - active:,} rows" in result.stdout
+    assert "arr at risk by band" in result.stdout and "of arr sits in At risk" in result.stdout
+    # --include-inactive counts every row; --full-precision keeps every digit in CSV
+    full = tmp_path / "full.csv"
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(md),
+            "--data",
+            str(data),
+            "--out",
+            str(full),
+            "--include-inactive",
+            "--full-precision",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"all {len(demo_data):,} rows" in result.stdout and "left out" not in result.stdout
+    exact = pd.read_csv(full)
+    model = load_model(md)
+    expected = model.predict(demo_data)
+    np.testing.assert_allclose(exact["health_score"], expected["health_score"], rtol=1e-15, atol=0)
+    assert (exact["health_score"] != exact["health_score"].round(2)).any()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--sort", "revenue"], r"--sort: got 'revenue'; use one of: value_at_risk, churn_probability"),
+        (["--sort", "value_at_risk"], r"--sort value_at_risk: the model's card has no value_column"),
+    ],
+)
+def test_predict_sort_errors(args, match, tmp_path, default_card_raw):
+    raw = default_card_raw()
+    del raw["value_column"]
+    raw["model"] = {"n_refits": 0, "extra_features": ["login_trend", "late_invoices_90d"], "refit": False}
+    frame = generate_snapshots(1500, 12, seed=5).frame
+    train(parse_card(raw), frame, tmp_path / "m", plots=False, mlflow_files=False)
+    data = tmp_path / "d.csv"
+    frame.head(20).to_csv(data, index=False)
+    result = CliRunner().invoke(
+        app, ["predict", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(tmp_path / "p.csv"), *args]
+    )
+    assert result.exit_code == 1
+    assert re.search(match, result.stderr), result.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_value_columns_only_with_a_value_column(rising_run):
+    result, frame = rising_run  # the default card: value_column arr
+    pred = result.model.predict(frame.head(30), drivers=0)
+    assert list(pred.columns[-2:]) == ["value", "value_at_risk"]
+    np.testing.assert_allclose(
+        pred["value_at_risk"], frame["arr"].head(30).to_numpy() * pred["churn_probability"], rtol=1e-12
+    )
+    with pytest.raises(DataError, match=r"data is missing the value column 'arr' \(the card's value_column"):
+        result.model.predict(frame.head(30).drop(columns="arr"), drivers=0)
+    bad = frame.head(30).astype({"arr": object})
+    bad.loc[bad.index[0], "arr"] = "lots"
+    with pytest.raises(
+        DataError, match=r"value column 'arr' must hold numbers .* found text in 1 row\(s\), e\.g\. \['lots'\]"
+    ):
+        result.model.predict(bad, drivers=0)
+
+
+def test_value_by_band_golden():
+    from ml.model.book import money, value_by_band, value_sentence
+
+    table = pd.DataFrame(
+        {
+            "band": ["At risk", "At risk", "Stable", "Healthy", "At risk"],
+            "value": [100_000.0, 300_000.0, 50_000.0, 1_000_000.0, np.nan],
+            "value_at_risk": [40_000.0, 60_000.0, 5_000.0, 20_000.0, np.nan],
+        }
+    )
+    s = value_by_band(table, ["Healthy", "Stable", "At risk"])
+    assert s.loc["At risk", "customers"] == 3 and s.loc["At risk", "value"] == 400_000.0
+    assert s.loc["At risk", "value_at_risk"] == 100_000.0 and s.loc["At risk", "top_share"] == 1.0
+    # 400 k of 1.45 M in At risk = 28 %; all of it in its (3 <= 10) largest accounts
+    assert value_sentence(s, "At risk", "ARR") == (
+        "400.0 k of ARR sits in At risk (28% of the book; 100% of it in the 3 largest accounts), "
+        "of which 100.0 k is expected to churn within the horizon."
+    )
+    assert (money(1_234_567), money(45_600), money(950)) == ("1.2 M", "45.6 k", "950")

@@ -145,6 +145,7 @@ def run_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         {
             "ranking": metrics["ranking"],
             "holdout": metrics["holdout"],
+            "rows_censored": metrics.get("rows_censored", 0),
             "calibration": {
                 k: {kk: vv for kk, vv in v.items() if kk != "reliability"}
                 for k, v in metrics["calibration"].items()
