@@ -447,7 +447,7 @@ def test_predict_sorts_by_value_at_risk_and_summarises_the_current_book(demo_run
     active = int(
         ((last == demo_data["snapshot_date"]) & (pd.to_datetime(demo_data["snapshot_date"]) == latest_date)).sum()
     )
-    assert f"the current book, {active:,} customers" in result.stdout
+    assert f"summary of the current book, {active:,} customers" in result.stdout
     assert f"left out {len(demo_data) - active:,} rows" in result.stdout
     assert "arr at risk by band" in result.stdout and "of arr sits in At risk" in result.stdout
     # --include-inactive counts every row; --full-precision keeps every digit in CSV
@@ -467,7 +467,7 @@ def test_predict_sorts_by_value_at_risk_and_summarises_the_current_book(demo_run
         ],
     )
     assert result.exit_code == 0, result.output
-    assert f"all {len(demo_data):,} rows" in result.stdout and "left out" not in result.stdout
+    assert f"summary of all {len(demo_data):,} rows" in result.stdout and "left out" not in result.stdout
     exact = pd.read_csv(full)
     model = load_model(md)
     expected = model.predict(demo_data)

@@ -194,7 +194,12 @@ def test_demo_runs_the_whole_job(runner, tmp_path, monkeypatch):
     html = (out_dir / "demo-report.html").read_text()
     assert "<svg" in html
     preds = pd.read_csv(out_dir / "demo-predictions.csv")
-    assert len(preds) == snapshots["customer_id"].nunique()  # latest snapshot per customer
+    # the current book: each customer whose latest snapshot is on the latest date, by ARR at risk
+    last = snapshots["snapshot_date"].max()
+    latest = snapshots.groupby("customer_id")["snapshot_date"].max()
+    assert len(preds) == int((latest == last).sum()) < snapshots["customer_id"].nunique()
+    assert (preds["snapshot_date"] == last).all() and preds["customer_id"].is_unique
+    assert preds["value_at_risk"].is_monotonic_decreasing
     assert f"report:      {out_dir / 'demo-report.html'}" in result.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
     assert "registered health-score version 1 as @challenger" in result.stdout

@@ -95,9 +95,11 @@ def test_the_page_references_nothing_outside_itself(html, hostile):
     for page in (html, hostile):
         assert not EXTERNAL.findall(page)
         assert not re.search(r"<(?:script|link|iframe|object|embed|img)\b", page, re.IGNORECASE)
-        # every link is an in-page anchor
+        # every link is an in-page anchor, or a relative link to an adoptable card in the model directory
         hrefs = re.findall(r'\bhref="([^"]*)"', page)
-        assert hrefs and all(h.startswith("#") for h in hrefs), [h for h in hrefs if not h.startswith("#")][:5]
+        card_link = re.compile(r"[\w./-]*/cards/(shap|gain|linear)\.yaml")
+        odd = [h for h in hrefs if not h.startswith("#") and not card_link.fullmatch(h)]
+        assert hrefs and not odd, odd[:5]
     # and a Content-Security-Policy forbids any that would slip in (quotes are entity-escaped)
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
     assert unescape(csp) == CSP
@@ -167,10 +169,13 @@ def test_band_colour_that_is_not_a_colour_is_drawn_grey(report):
     assert colors[bands[0].name] == "#757575"
 
 
-def test_at_risk_table_is_sorted_by_churn_probability_descending(report, html):
+def test_at_risk_table_is_sorted_by_value_at_risk_descending(report, html):
+    # the default card has a value column (arr): the list is ordered by what is at stake
     table = report.at_risk
-    p = table["churn_probability"].to_numpy()
-    assert len(p) >= 2 and np.all(np.diff(p) <= 0)
+    assert report.card.value_column == "arr"
+    v = table["value_at_risk"].to_numpy()
+    assert len(v) >= 2 and np.all(np.diff(v) <= 0)
+    np.testing.assert_allclose(v, table["value"] * table["churn_probability"], rtol=1e-12)
     lowest = report.card.bands[-1].name
     in_lowest = report.predictions[np.asarray(report.predictions["band"], dtype=object) == lowest]
     # every customer of the lowest band is listed (up to the cap), topped up to MIN_AT_RISK rows
@@ -181,7 +186,8 @@ def test_at_risk_table_is_sorted_by_churn_probability_descending(report, html):
     ids = re.findall(r'<td class="id">(.*?)(?: <span class="sub">.*?</span>)?</td>', section)
     assert ids == table["customer_id"].astype(str).tolist()
     shown = [float(x) for x in re.findall(r'<td class="n p">([\d.]+)%</td>', section)]
-    assert shown == sorted(shown, reverse=True) and len(shown) == len(ids)
+    assert shown == [round(100 * p, 1) for p in table["churn_probability"]] and len(shown) == len(ids)
+    assert report.value_summary["sentence"] in html
 
 
 def test_one_row_per_customer_from_their_latest_snapshot(trained, report):
@@ -203,14 +209,18 @@ def test_waterfalls_add_up_to_the_score(report):
 
 
 def test_health_score_to_probability_table(report, html):
-    # probability scale: P(churn) = 1 - health / 100, so 70 -> 30 %
+    # odds scale (the default card): 70 is the base rate, 60 doubles the odds, 80 halves them
     table = {row["health"]: row for row in report.health_table}
     assert list(table) == list(HEALTH_SCORES)
-    assert table[70]["probability"] == pytest.approx(0.30)
+    base = report.model.base_rate_
+    odds = base / (1 - base)
+    assert table[70]["probability"] == pytest.approx(base)
+    assert table[60]["probability"] == pytest.approx(2 * odds / (1 + 2 * odds))
+    assert table[80]["probability"] == pytest.approx(0.5 * odds / (1 + 0.5 * odds))
     assert table[90]["band"] == "Healthy" and table[40]["band"] == "At risk"
     manual = [row["manual_probability"] for row in report.health_table]
     assert manual == sorted(manual)  # lower manual score, higher churn
-    assert '<td class="n">30.0%</td>' in html
+    assert f'<td class="n">{100 * base:.1f}%</td>' in html
 
 
 def test_weights_and_metrics_come_from_the_model_directory(trained, report, html):
@@ -254,7 +264,11 @@ def test_json_summary(report):
     assert set(data) >= {"overview", "bands", "weights", "calibration", "health_to_probability", "at_risk", "explained"}
     assert data["overview"]["customers"] == len(report.latest)
     assert [r["customer_id"] for r in data["at_risk"]] == report.at_risk["customer_id"].astype(str).tolist()
-    assert sum(data["bands"]["model"].values()) == len(report.latest)
+    # the bands count the current book: customers whose latest snapshot is on the latest date
+    current = data["overview"]["current_customers"]
+    assert sum(data["bands"]["model"].values()) == current == len(report.current)
+    assert current + data["overview"]["left_out"] == len(report.latest) and data["overview"]["left_out"] > 0
+    assert sorted(c["name"] for c in data["cards"]) == ["gain", "linear", "shap"]
 
 
 def test_write_report_writes_the_html(trained, tmp_path):

@@ -242,7 +242,8 @@ def test_pyfunc_predicts_like_the_cli(first_training, workspace):
     from ml.data.io import read_table
 
     model_dir, _ = first_training
-    result = _invoke("predict", "--model", model_dir, "--data", "new.csv", "--out", "cli.csv")
+    # every digit (CSV rounds health to 2 decimals and probabilities to 4 unless --full-precision)
+    result = _invoke("predict", "--model", model_dir, "--data", "new.csv", "--out", "cli.csv", "--full-precision")
     assert result.exit_code == 0, result.output
     cli = _read_predictions(workspace / "cli.csv")
     assert {"health_score", "band", "churn_probability", "manual_score", "driver_1", "driver_3"} <= set(cli.columns)

@@ -242,16 +242,18 @@ def print_book(table, active, card, *, include_inactive: bool = False) -> None:
 
     from ml.model.book import money, value_by_band, value_sentence
 
+    import typer
+
     current = table.loc[np.asarray(active)]
     left = int(len(table) - len(current))
     if include_inactive:
-        title = f"Band summary (model): all {len(table):,} rows"
+        typer.echo(f"summary of all {len(table):,} rows (--include-inactive)")
     else:
-        title = f"Band summary (model): the current book, {len(current):,} customers"
-    print_band_summary(current, card, title=title)
+        typer.echo(
+            f"summary of the current book, {len(current):,} customers (their latest snapshot is on the latest date)"
+        )
+    print_band_summary(current, card, title="Band summary (model)")
     if left and not include_inactive:
-        import typer
-
         typer.echo(
             f"left out {left:,} rows that are not a customer's latest snapshot on the latest date "
             "(earlier snapshots, or customers who left); --include-inactive counts them."

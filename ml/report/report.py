@@ -130,6 +130,7 @@ class HealthReport:
         self.max_explained = max_explained
         self.history = None if history is None else Path(history)
         self.include_inactive = include_inactive
+        self.link_base: Path | None = None  # directory the HTML is written to (relative links)
 
     # ---- data ----------------------------------------------------------------------------------
     @property
@@ -216,11 +217,14 @@ class HealthReport:
 
     @cached_property
     def cards(self) -> list[dict[str, str]]:
-        """The adoptable proposal cards written by ``train`` (``cards/<proposal>.yaml``), as links."""
+        """The adoptable proposal cards written by ``train`` (``cards/<proposal>.yaml``), as links
+        relative to where the report is written (``link_base``; the working directory until then): a
+        relative link opens the file beside the report and requests nothing from anywhere else."""
         if self.model_dir is None or not (self.model_dir / "cards").is_dir():
             return []
+        base = Path(self.link_base) if self.link_base is not None else Path.cwd()
         return [
-            {"name": p.stem, "path": str(p), "uri": p.resolve().as_uri()}
+            {"name": p.stem, "path": str(p), "href": Path(os.path.relpath(p.resolve(), base.resolve())).as_posix()}
             for p in sorted((self.model_dir / "cards").glob("*.yaml"))
         ]
 
@@ -614,5 +618,6 @@ def write_report(
     from ml.data.io import write_text
 
     report = build_report(model, frame, model_dir=model_dir, history=history, include_inactive=include_inactive)
+    report.link_base = Path(out_path).parent
     write_text(report.to_html(), out_path)
     return report
