@@ -239,10 +239,9 @@ def print_book(table, active, card, *, include_inactive: bool = False) -> None:
     """predict's summary: bands of the current book (customers whose latest snapshot is on the latest
     snapshot date), and value at risk per band when the card has a value column."""
     import numpy as np
+    import typer
 
     from ml.model.book import money, value_by_band, value_sentence
-
-    import typer
 
     current = table.loc[np.asarray(active)]
     left = int(len(table) - len(current))
