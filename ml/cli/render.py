@@ -183,6 +183,15 @@ def print_metrics(metrics, card) -> None:
             f"fitted and calibrated on snapshots up to {ev['label_cutoff']} (their {ev['horizon_days']}-day label "
             f"windows end before the held-out period starts on {ev['heldout_start']})."
         )
+    unseen = (metrics.get("subsets") or {}).get("never_seen") or {}
+    if unseen.get("rows"):
+        um, uc = unseen["ranking"]["model"], unseen["ranking"]["manual"]
+        notes.append(
+            f"never-seen customers alone ({unseen['rows']:,} held-out rows of {unseen['customers']:,} customers never "
+            f"fitted or calibrated on): model ROC-AUC {fmt(um['roc_auc'])}, manual card {fmt(uc['roc_auc'])}; at the "
+            f"card's list size the model catches {fmt(um['capture_at_card_share'], True)} of churners, the card "
+            f"{fmt(uc['capture_at_card_share'], True)}."
+        )
     saved = metrics.get("saved_model") or {}
     if saved.get("refit"):
         notes.append(
