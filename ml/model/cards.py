@@ -78,6 +78,6 @@ def proposal_cards(
         sc.place_band_cuts(fit_frame)
         raw = proposal_card_raw(card, rc, sc)
         parse_card(raw)  # written only if valid
-        body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=120)
+        body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
         out[name] = HEADER.format(name=name) + body
     return out
