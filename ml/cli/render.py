@@ -239,7 +239,7 @@ def capture_sentence(metrics, lowest: str) -> str | None:
     if model.get("capture_at_card_share") is None or manual.get("capture_at_card_share") is None or not k:
         return None
     return (
-        f"Flag as many customers as your card does today ({k:,} held-out rows in {lowest}) and the model catches "
+        f"Flag as many customers as your card does today ({k:,} held-out rows in {esc(lowest)}) and the model catches "
         f"[bold]{model['capture_at_card_share']:.0%}[/] of churners instead of {manual['capture_at_card_share']:.0%}."
     )
 
@@ -271,19 +271,19 @@ def print_book(table, active, card, *, include_inactive: bool = False) -> None:
 
         bands = [b.name for b in card.bands]
         summary = value_by_band(current, bands)
-        t = Table(title=f"{card.value_column} at risk by band")
+        t = Table(title=esc(f"{card.value_column} at risk by band"))
         for col in ("band", "customers", card.value_column, "value at risk", "top-10 accounts' share"):
-            t.add_column(col, justify="left" if col == "band" else "right")
+            t.add_column(esc(col), justify="left" if col == "band" else "right")
         for band, row in summary.iterrows():
             t.add_row(
-                band,
+                esc(band),
                 f"{int(row.customers):,}",
                 money(row.value),
                 money(row.value_at_risk),
                 "-" if row.top_share != row.top_share else f"{row.top_share:.0%}",
             )
         console().print(t)
-        console().print(value_sentence(summary, bands[-1], card.value_column))
+        console().print(esc(value_sentence(summary, bands[-1], card.value_column)))
 
 
 def print_learned_card(metrics, model_dir) -> None:
