@@ -534,3 +534,19 @@ def test_value_by_band_golden():
         "of which 100.0 k is expected to churn within the horizon."
     )
     assert (money(1_234_567), money(45_600), money(950)) == ("1.2 M", "45.6 k", "950")
+
+
+def test_the_current_book_is_the_latest_snapshot_on_the_latest_date(default_card_raw):
+    from ml.data.io import active_mask, active_snapshots
+
+    card = parse_card(default_card_raw())
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "b", "c", "d"],
+            # a: current; b: left in February; c: current; d: a date that does not parse (never current)
+            "snapshot_date": ["2024-02-01", "2024-03-01", "2024-01-01", "2024-02-01", "2024-03-01", "soon"],
+        }
+    )
+    assert active_mask(frame, card).tolist() == [False, True, False, False, True, False]
+    current, left_out = active_snapshots(frame.iloc[:5], card)
+    assert current["customer_id"].tolist() == ["a", "c"] and left_out == 1  # b left

@@ -412,7 +412,7 @@ def active_snapshots(frame: pd.DataFrame, card: Card) -> tuple[pd.DataFrame, int
     latest = latest_snapshots(frame, card)
     if not card.date_column or latest.empty:
         return latest, 0
-    d = pd.to_datetime(latest[card.date_column])
+    d = pd.to_datetime(latest[card.date_column], errors="coerce")
     now = d.eq(d.max()).to_numpy()
     return latest.loc[now].reset_index(drop=True), int((~now).sum())
 
@@ -420,9 +420,9 @@ def active_snapshots(frame: pd.DataFrame, card: Card) -> tuple[pd.DataFrame, int
 def active_mask(frame: pd.DataFrame, card: Card) -> np.ndarray:
     """Rows of ``frame`` that are a customer's latest snapshot on the latest snapshot date (all rows
     without a date column)."""
-    if not card.date_column or frame.empty:
+    if not card.date_column or frame.empty or card.date_column not in frame.columns:
         return np.ones(len(frame), dtype=bool)
-    d = pd.to_datetime(frame[card.date_column])
+    d = pd.to_datetime(frame[card.date_column], errors="coerce")  # a date that does not parse is never current
     latest = d.eq(d.groupby(frame[card.id_column]).transform("max"))
     return (latest & d.eq(d.max())).to_numpy()
 
