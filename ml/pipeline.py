@@ -198,7 +198,7 @@ def train(
             "audit.json": [c.to_dict() for c in model.audit_],
             **{f"cards/{name}.yaml": text for name, text in cards.items()},
         }
-        extra[REFERENCE_FILE] = monitor_reference(model, frame, X, y)
+        extra[REFERENCE_FILE] = monitor_reference(saved, frame, X, y)
         if learned_text is not None:
             extra[LEARNED_CARD] = learned_text
         hook = None
@@ -223,10 +223,9 @@ def train(
 
 
 def monitor_reference(model: HealthModel, frame: pd.DataFrame, X: pd.DataFrame, y) -> dict[str, Any]:
-    """What ``healthscore monitor`` compares later scorings with: the rows the model was fitted on."""
-    import numpy as np
-
-    rows = np.sort(np.concatenate([model.splits_.train, model.splits_.valid]))
+    """What ``healthscore monitor`` compares later scorings with: the rows the model was fitted on
+    (for a refitted model, every matured row it was refitted on)."""
+    rows = model.fit_rows_
     with quiet():
         return reference_profile(model, frame.iloc[rows], X.iloc[rows])
 

@@ -215,6 +215,7 @@ class HealthModel:
         dates = pd.to_datetime(frame[card.date_column], errors="coerce") if card.date_column else None
         self.split_summary_ = splits.summary(y, dates)
         self.n_rows_ = len(fit_rows)
+        self.fit_rows_ = np.sort(fit_rows)  # positions (in ``frame``) of the rows the booster learnt from
         return X, y
 
     def _finish(self, frame: pd.DataFrame, X: pd.DataFrame, y: np.ndarray, fit_rows, cal) -> None:
@@ -277,6 +278,7 @@ class HealthModel:
         new.splits_ = self.splits_
         new.split_summary_ = self.split_summary_
         new.n_rows_ = int(len(fit_rows))
+        new.fit_rows_ = np.sort(np.asarray(fit_rows))
         return new
 
     # ---------------------------------------------------------------------------------------------
