@@ -146,7 +146,7 @@ def reference_profile(model, frame: pd.DataFrame, X: pd.DataFrame | None = None)
             features[f.name] = _spec(col.to_numpy(dtype=float), "numeric")
     return {
         "format": REFERENCE_FORMAT,
-        "source": "training rows (train + validation slices)",
+        "source": "the rows the saved model was fitted on (every matured row after a refit, else train + validation)",
         "rows": len(frame),
         "features": features,
         "health_score": _spec(scores["health_score"].to_numpy(float), "numeric"),
