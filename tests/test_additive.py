@@ -239,6 +239,7 @@ def test_learned_card_cuts_round_trip_exactly(additive_model):
 def test_learned_card_needs_sigmoid_odds(generated, default_card_raw):
     raw = default_card_raw()
     raw["model"]["kind"] = "additive"
+    raw["calibration"]["scale"] = "probability"  # the default card uses odds since issue 12
     model = HealthModel(parse_card(raw))
     with pytest.warns():
         model.fit(generated.frame)
@@ -329,7 +330,17 @@ def test_train_kind_additive_writes_the_learned_card(trained_additive):
     # the learned card runs as it is and gives every unclipped customer the model's health score
     out = tmp / "learned_scores.csv"
     scored = CliRunner().invoke(
-        app, ["score", "--config", str(M / "cards" / "learned.yaml"), "--data", str(tmp / "snap.csv"), "-o", str(out)]
+        app,
+        [
+            "score",
+            "--config",
+            str(M / "cards" / "learned.yaml"),
+            "--data",
+            str(tmp / "snap.csv"),
+            "-o",
+            str(out),
+            "--full-precision",  # CSV rounds health to 2 decimals otherwise
+        ],
     )
     assert scored.exit_code == 0, scored.output
     model = load_model(M)

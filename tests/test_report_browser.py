@@ -62,10 +62,11 @@ def report_path(tmp_path_factory) -> Path:
         train(card, frame, tmp / "model", n_refits=2, plots=False, mlflow_files=False)
     model = load_model(tmp / "model")
     # a hostile id in the list: escaped, it must not run (a script would also break the CSP)
-    # (the report shows each customer's latest snapshot, so pick the riskiest among those)
+    # (the report lists the current book, latest snapshots on the latest date, by value at risk: pick
+    # the first of that list)
     dates = pd.to_datetime(frame["snapshot_date"])
-    latest = frame[dates.eq(dates.groupby(frame["customer_id"]).transform("max"))]
-    riskiest = model.predict(latest, drivers=0).sort_values("churn_probability")["customer_id"].iloc[-1]
+    latest = frame[dates.eq(dates.groupby(frame["customer_id"]).transform("max")) & dates.eq(dates.max())]
+    riskiest = model.predict(latest, drivers=0).sort_values("value_at_risk")["customer_id"].iloc[-1]
     ids = frame["customer_id"].astype(object)
     frame["customer_id"] = ids.where(ids != riskiest, "<script>alert(1)</script>")
     write_report(model, frame, tmp / "report.html")
