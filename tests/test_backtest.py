@@ -505,8 +505,10 @@ def test_value_columns_only_with_a_value_column(rising_run):
     np.testing.assert_allclose(
         pred["value_at_risk"], frame["arr"].head(30).to_numpy() * pred["churn_probability"], rtol=1e-12
     )
-    with pytest.raises(DataError, match=r"data is missing the value column 'arr' \(the card's value_column"):
-        result.model.predict(frame.head(30).drop(columns="arr"), drivers=0)
+    # data without the value column (e.g. snapshots built from raw tables) is scored without them
+    plain = result.model.predict(frame.head(30).drop(columns="arr"), drivers=0)
+    assert "value" not in plain and "value_at_risk" not in plain
+    pd.testing.assert_frame_equal(plain, pred.drop(columns=["value", "value_at_risk"]))
     bad = frame.head(30).astype({"arr": object})
     bad.loc[bad.index[0], "arr"] = "lots"
     with pytest.raises(
