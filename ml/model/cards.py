@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from ml.card import Card, parse_card
+from ml.errors import CardError
 from ml.model.weights import PROPOSALS, reweighted_card
 from ml.scorecard import WeightedScorecard
 
@@ -77,7 +78,13 @@ def proposal_cards(
         sc = WeightedScorecard.from_state(rc, scorecard.state())
         sc.place_band_cuts(fit_frame)
         raw = proposal_card_raw(card, rc, sc)
-        parse_card(raw)  # written only if valid
+        try:
+            parse_card(raw)  # written only if valid
+        except CardError:  # a stored reference too large for a card: rank within the scored data instead
+            for ind in raw["indicators"]:
+                if isinstance(ind.get("scoring"), dict):
+                    ind["scoring"].pop("reference", None)
+            parse_card(raw)
         body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
         out[name] = HEADER.format(name=name) + body
     return out

@@ -176,7 +176,7 @@ class HealthReport:
 
     @cached_property
     def has_value(self) -> bool:
-        return bool(self.card.value_column)
+        return bool(self.card.value_column) and self.card.value_column in self.current.columns
 
     @cached_property
     def sort_key(self) -> str:
