@@ -583,10 +583,10 @@ def build_snapshots(
     from ml.data.snapshots import (
         SnapshotResult,
         bounds_sql,
+        check_unique,
         resolve_bounds,
         snapshot_sql,
         summarize,
-        uniqueness_checks,
         warn_about,
     )
     from ml.data.spec import SnapshotSpec, check_columns, load_spec
@@ -608,14 +608,7 @@ def build_snapshots(
         sources = register_tables(spark, spec, prefix, cached)
         views = [s.strip('"') for s in sources.values()]
         con = SparkSQL(spark)
-        for where, table, sql in uniqueness_checks(spec, sources):
-            dups = con.execute(sql).fetchall()
-            if dups:
-                listed = ", ".join(f"{k!r} ({n} rows)" for k, n in dups)
-                raise DataError(
-                    f"{where}: table {table!r} must hold one row per key, but {listed} repeat; "
-                    "deduplicate the table (or use an event feature with agg: last for values that change)."
-                )
+        check_unique(con, spec, sources)
         latest = con.execute(bounds_sql(spec, sources=sources)).fetchone()
         events = [d for d in latest[:-1] if d is not None]
         bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])

@@ -381,6 +381,19 @@ def uniqueness_checks(spec: SnapshotSpec, sources: Mapping[str, str] | None = No
     return out
 
 
+def check_unique(con: Any, spec: SnapshotSpec, sources: Mapping[str, str] | None = None) -> None:
+    """Run :func:`uniqueness_checks` on ``con`` (DuckDB, or anything with DuckDB's ``execute().fetchall()``)
+    and raise one error naming the first table whose key repeats."""
+    for where, table, sql in uniqueness_checks(spec, sources):
+        dups = con.execute(sql).fetchall()
+        if dups:
+            listed = ", ".join(f"{k!r} ({n} rows)" for k, n in dups)
+            raise DataError(
+                f"{where}: table {table!r} must hold one row per key, but {listed} repeat; "
+                "deduplicate the table (or use an event feature with agg: last for values that change)."
+            )
+
+
 @dataclass(frozen=True)
 class SnapshotSummary:
     """What a build produced (printed by the CLI)."""
@@ -452,14 +465,7 @@ def materialize(con: Any, spec: SnapshotSpec) -> dict[str, str]:
 def _build(con: Any, spec: SnapshotSpec, out: str | os.PathLike | None, started: float) -> SnapshotResult:
     with duckdb_errors("building the snapshots"):
         sources = materialize(con, spec)
-        for where, table, sql in uniqueness_checks(spec, sources):
-            dups = con.execute(sql).fetchall()
-            if dups:
-                listed = ", ".join(f"{k!r} ({n} rows)" for k, n in dups)
-                raise DataError(
-                    f"{where}: table {table!r} must hold one row per key, but {listed} repeat; "
-                    "deduplicate the table (or use an event feature with agg: last for values that change)."
-                )
+        check_unique(con, spec, sources)
         _check_text_times(con, spec, sources)
         latest = con.execute(bounds_sql(spec, sources=sources)).fetchone()
         events = [d for d in latest[:-1] if d is not None]
