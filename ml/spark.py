@@ -243,7 +243,8 @@ def score_batches(
 
 
 def output_schema(input_schema, card: Card, drivers: int):
-    """The Spark schema of ``predict``'s result: the id (and date) typed as in the input, then the scores."""
+    """The Spark schema of ``predict``'s result: the id (and date) typed as in the input, then the scores,
+    ``value`` and ``value_at_risk`` when the card has a value column the data holds, and the drivers."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     types = {"double": DoubleType(), "string": StringType()}
@@ -251,6 +252,8 @@ def output_schema(input_schema, card: Card, drivers: int):
     keys = [card.id_column] + ([card.date_column] if card.date_column and card.date_column in by_name else [])
     fields = [StructField(k, by_name[k].dataType, True) for k in keys]
     fields += [StructField(name, types[kind], True) for name, kind in SCORE_COLUMNS]
+    if card.value_column and card.value_column in by_name:  # as the pandas engine: only when the data has it
+        fields += [StructField("value", DoubleType(), True), StructField("value_at_risk", DoubleType(), True)]
     fields += [StructField(f"driver_{j + 1}", StringType(), True) for j in range(drivers)]
     return StructType(fields)
 

@@ -144,9 +144,10 @@ class FeatureSchema:
             s = frame[f.column]
             if f.kind == CATEGORICAL:
                 keys = categorical_keys(s)
-                cols[f.name] = pd.Categorical(
-                    keys.astype(object).where(keys.notna(), None), categories=list(f.categories)
-                )
+                # a category unseen in training (allowed by `unseen="missing"`) is missing here; masking it
+                # first keeps pandas from warning (pandas 4 will refuse values outside the categories)
+                known = keys.notna() & keys.isin(f.categories)
+                cols[f.name] = pd.Categorical(keys.astype(object).where(known, None), categories=list(f.categories))
             elif f.boolean:
                 cols[f.name] = boolean_values(s, _pseudo(f))
             else:
