@@ -36,6 +36,7 @@ Spark needs Java 17 or newer; :func:`session` checks for it first and says how t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -51,7 +52,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ml.data.io import replace_directory
 from ml.errors import CardError, DataError, HealthScoreError, ModelError
+from ml.model import SCORE_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -65,14 +68,6 @@ JAVA_INSTALL_HINT = (
     "or point JAVA_HOME at a Java 17+ installation."
 )
 SCORING_FILES = ("model.txt", "model.json")  # what load_model reads; the rest of the directory stays on the driver
-SCORE_COLUMNS = (
-    ("health_score", "double"),
-    ("band", "string"),
-    ("churn_probability", "double"),
-    ("manual_score", "double"),
-    ("manual_band", "string"),
-    ("manual_churn_probability", "double"),
-)
 _ERRORS = {cls.__name__: cls for cls in (CardError, DataError, ModelError, HealthScoreError)}
 
 
@@ -251,7 +246,7 @@ def output_schema(input_schema, card: Card, drivers: int):
     by_name = {f.name: f for f in input_schema.fields}
     keys = [card.id_column] + ([card.date_column] if card.date_column and card.date_column in by_name else [])
     fields = [StructField(k, by_name[k].dataType, True) for k in keys]
-    fields += [StructField(name, types[kind], True) for name, kind in SCORE_COLUMNS]
+    fields += [StructField(c, types["string" if c.endswith("band") else "double"], True) for c in SCORE_COLUMNS]
     if card.value_column and card.value_column in by_name:  # as the pandas engine: only when the data has it
         fields += [StructField("value", DoubleType(), True), StructField("value_at_risk", DoubleType(), True)]
     fields += [StructField(f"driver_{j + 1}", StringType(), True) for j in range(drivers)]
@@ -299,6 +294,20 @@ def raise_from_spark(exc: BaseException) -> None:
         raise _ERRORS.get(name, HealthScoreError)(message.strip()) from None
     first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
     raise EngineError(f"the Spark job failed: {first.strip()[:400]}") from None
+
+
+@contextlib.contextmanager
+def spark_failures() -> Iterator[None]:
+    """Inside: this package's own errors pass as they are, and a Spark failure is re-raised by
+    :func:`raise_from_spark` (our error from an executor as itself, anything else as an EngineError)."""
+    try:
+        yield
+    except HealthScoreError:
+        raise
+    except Exception as exc:
+        if is_spark_failure(exc):
+            raise_from_spark(exc)
+        raise
 
 
 def is_spark_failure(exc: BaseException) -> bool:
@@ -376,16 +385,7 @@ def write_parquet(frame: DataFrame, path: str | os.PathLike) -> str:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         frame.write.mode("overwrite").parquet(str(tmp))
-        if target.is_dir():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if target.exists():
-                target.unlink()
-            tmp.rename(target)
+        replace_directory(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
@@ -423,16 +423,10 @@ def predict_files(
         raise DataError(f"{out}: --out is the --data path; write the predictions elsewhere.")
     spark = spark or session(master)
     model_dir = model_directory(model_uri)
-    try:
+    with spark_failures():
         scored, card = _predict(balanced(read_parquet(spark, data)), model_dir, drivers, unseen)
         written = write_parquet(scored, out)
         summary = band_summary(spark.read.parquet(written), card)
-    except HealthScoreError:
-        raise
-    except Exception as exc:
-        if is_spark_failure(exc):
-            raise_from_spark(exc)
-        raise
     return written, summary, card
 
 
@@ -606,39 +600,34 @@ def build_snapshots(
     views: list[str] = []
     cached: list = []
     try:
-        for k, v in SNAPSHOT_CONF.items():
-            spark.conf.set(k, v)
-        sources = register_tables(spark, spec, prefix, cached)
-        views = [s.strip('"') for s in sources.values()]
-        con = SparkSQL(spark)
-        check_unique(con, spec, sources)
-        latest = con.execute(bounds_sql(spec, sources=sources)).fetchone()
-        events = [d for d in latest[:-1] if d is not None]
-        bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])
-        sql = snapshot_sql(spec, bounds, dialect="spark", sources=sources)
-        types = duckdb_output_types(spec, bounds, spec.schemas)
-        built = spark.sql(sql)
-        built = built.selectExpr(
-            *[f"CAST({_q(c)} AS {spark_type(types[c], f'output column {c!r}')}) AS {_q(c)}" for c in built.columns]
-        )
-        if out is not None:
-            written = write_parquet(built, out)
-            built = spark.read.parquet(written)
-        table = f"{prefix}_snapshots"
-        built.createOrReplaceTempView(table)
-        views.append(table)
-        summary = summarize(con, spec, bounds, time.perf_counter() - started, table=table)
-        warn_about(con, spec, summary, sources, table=table)
-        if out is not None and _is_local(written):
-            summary = dataclasses.replace(summary, path=Path(written))
-        summary = dataclasses.replace(summary, seconds=time.perf_counter() - started)
-        return SnapshotResult(built.toPandas() if out is None else None, summary, sql)
-    except HealthScoreError:
-        raise
-    except Exception as exc:
-        if is_spark_failure(exc):
-            raise_from_spark(exc)
-        raise
+        with spark_failures():
+            for k, v in SNAPSHOT_CONF.items():
+                spark.conf.set(k, v)
+            sources = register_tables(spark, spec, prefix, cached)
+            views = [s.strip('"') for s in sources.values()]
+            con = SparkSQL(spark)
+            check_unique(con, spec, sources)
+            latest = con.execute(bounds_sql(spec, sources=sources)).fetchone()
+            events = [d for d in latest[:-1] if d is not None]
+            bounds = resolve_bounds(spec, max(events) if events else None, latest[-1])
+            sql = snapshot_sql(spec, bounds, dialect="spark", sources=sources)
+            types = duckdb_output_types(spec, bounds, spec.schemas)
+            built = spark.sql(sql)
+            built = built.selectExpr(
+                *[f"CAST({_q(c)} AS {spark_type(types[c], f'output column {c!r}')}) AS {_q(c)}" for c in built.columns]
+            )
+            if out is not None:
+                written = write_parquet(built, out)
+                built = spark.read.parquet(written)
+            table = f"{prefix}_snapshots"
+            built.createOrReplaceTempView(table)
+            views.append(table)
+            summary = summarize(con, spec, bounds, time.perf_counter() - started, table=table)
+            warn_about(con, spec, summary, sources, table=table)
+            if out is not None and _is_local(written):
+                summary = dataclasses.replace(summary, path=Path(written))
+            summary = dataclasses.replace(summary, seconds=time.perf_counter() - started)
+            return SnapshotResult(built.toPandas() if out is None else None, summary, sql)
     finally:
         for k, v in saved.items():
             if v is None:

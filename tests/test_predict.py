@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 from ml.card import load_card, parse_card
 from ml.data.generate import generate_snapshots
 from ml.errors import DataError
+from ml.model import SCORE_COLUMNS
 from ml.model.booster import HealthModel
 from ml.model.calibration import probability_to_health
 from ml.model.evaluate import expected_calibration_error
@@ -195,6 +196,7 @@ def test_one_customer_alone_scores_as_in_a_batch_of_10000(trained, big):
     batch = big.sample(10_000, random_state=0)
     together = model.predict(batch)
     assert list(together.columns) == PREDICTION_COLUMNS
+    assert list(together.columns[2:8]) == list(SCORE_COLUMNS)  # what the history and Spark name
     for i in (0, 1234, 9999):
         alone = model.predict(batch.iloc[[i]])
         pd.testing.assert_frame_equal(alone, together.iloc[[i]].reset_index(drop=True), check_exact=True)

@@ -99,6 +99,10 @@ StrictOpt = Annotated[
 ]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The card (YAML).", dir_okay=False)]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Snapshots: a .csv or .parquet file.")]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option("--master", help="--engine spark: the Spark master URL (default: the running session, or local[*])."),
+]
 FullPrecisionOpt = Annotated[
     bool,
     typer.Option(
@@ -175,12 +179,7 @@ def snapshots(
     engine: Annotated[
         str, typer.Option("--engine", help="SQL engine: duckdb (embedded) or spark (the same SQL on Spark).")
     ] = "duckdb",
-    master: Annotated[
-        str | None,
-        typer.Option(
-            "--master", help="--engine spark: the Spark master URL (default: the running session, or local[*])."
-        ),
-    ] = None,
+    master: MasterOpt = None,
 ) -> None:
     """Build the snapshot table (one row per customer per observation date: point-in-time indicators and
     the churn label) from raw CSV/Parquet tables, as the spec says."""
@@ -423,12 +422,7 @@ def predict(
     engine: Annotated[
         str, typer.Option("--engine", help="pandas (one machine, default) or spark (Parquet in and out).")
     ] = "pandas",
-    master: Annotated[
-        str | None,
-        typer.Option(
-            "--master", help="--engine spark: the Spark master URL (default: the running session, or local[*])."
-        ),
-    ] = None,
+    master: MasterOpt = None,
     sort: Annotated[
         str | None,
         typer.Option(

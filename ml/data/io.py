@@ -278,6 +278,22 @@ def remove_stale_temporaries(path: str | os.PathLike, *, now: float | None = Non
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+def replace_directory(tmp: Path, target: Path) -> None:
+    """Move the finished directory ``tmp`` to ``target``, replacing what is there: an existing
+    directory is set aside as ``.<name>.old`` for the two renames and then removed (a file is
+    removed first), so ``target`` is never a half-written directory."""
+    if target.is_dir():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    if target.exists():
+        target.unlink()
+    tmp.rename(target)
+
+
 def formula_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells that a spreadsheet would run as a formula (starting with
     ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) begin with ``'``. Numbers are not text:

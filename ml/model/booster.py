@@ -16,7 +16,13 @@ from ml.card import Card
 from ml.errors import DataError, quiet, warn
 from ml.model.audit import DirectionCheck, audit_directions
 from ml.model.calibration import ScoreCalibrator, probability_to_health
-from ml.model.explain import category_reference_points, contributions, driver_text, mean_subscores
+from ml.model.explain import (
+    Contributions,
+    category_reference_points,
+    contributions,
+    driver_text,
+    mean_subscores,
+)
 from ml.model.features import CATEGORICAL, FeatureSchema, label_values, monotone_constraints
 from ml.model.splits import Splits, make_splits
 from ml.scorecard import WeightedScorecard, assign_bands
@@ -330,24 +336,39 @@ class HealthModel:
         ``manual_band``, ``manual_churn_probability``, ``value`` and ``value_at_risk`` (value x churn
         probability; only when the card has a ``value_column``) and ``driver_1..k`` (when ``drivers`` > 0).
         ``unseen="missing"``: a category unseen in training scores as missing, with a warning."""
+        table, _, _ = self.predict_with_points(frame, drivers=drivers, strict=strict, unseen=unseen, points=False)
+        return table
+
+    def predict_with_points(
+        self,
+        frame: pd.DataFrame,
+        *,
+        drivers: int = 3,
+        strict: bool = True,
+        unseen: str = "error",
+        points: bool = True,
+    ) -> tuple[pd.DataFrame, Contributions | None, pd.DataFrame]:
+        """``predict``'s table, the contributions behind its drivers (health points per indicator; None
+        when neither ``points`` nor ``drivers`` asks for them, or for no rows) and the feature matrix,
+        from one pass: the history stores the points of the very scoring it records."""
         self.check_fitted()
         card = self.card
-        missing = [c for c in [card.id_column] if c not in frame.columns]
-        if missing:
+        if card.id_column not in frame.columns:
             raise DataError(f"data is missing the id column {card.id_column!r}; add it (the card's id_column).")
         X = self.schema_.matrix(frame, strict=strict, unseen=unseen)
         if len(X) == 0:  # LightGBM refuses empty input: an empty table with the output columns
             with quiet():
-                return self.predict(frame.iloc[:0].reindex(range(1)), drivers=drivers).iloc[:0]
+                return self.predict(frame.iloc[:0].reindex(range(1)), drivers=drivers).iloc[:0], None, X
         # the numbers always come from LightGBM's own margin; the TreeSHAP sum can differ from it in
         # the last bits, which would make scores depend on whether drivers were asked for
         margin = self.booster_.predict(X, raw_score=True, **predict_kw())
         out = self.scores(frame, margin)
+        contrib = contributions(self, X, margin, log_odds=False) if (drivers or points) else None
         if drivers:
-            texts = driver_text(self, X, contributions(self, X, margin, log_odds=False), k=drivers)
+            texts = driver_text(self, X, contrib, k=drivers)
             for j in range(drivers):
                 out[f"driver_{j + 1}"] = texts[j]
-        return out
+        return out, contrib, X
 
     def scores(self, frame: pd.DataFrame, margin: np.ndarray) -> pd.DataFrame:
         """``predict``'s columns (without drivers) from the rows and their LightGBM margin."""

@@ -38,16 +38,9 @@ import pandas as pd
 
 from ml.data.io import atomic_path
 from ml.errors import DataError, warn
+from ml.model import SCORE_COLUMNS
 
 POINTS, VALUE = "points__", "value__"
-SCORE_COLUMNS = (
-    "health_score",
-    "band",
-    "churn_probability",
-    "manual_score",
-    "manual_band",
-    "manual_churn_probability",
-)
 RUN_COLUMNS = ("model_id", "model_uri", "model_version", "card_sha256", "scored_at")
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _MODEL_FILE = re.compile(r"^model=([0-9a-f]{6,64})\.parquet$")
@@ -69,24 +62,10 @@ def score_with_points(
     """``model.predict(frame, drivers=drivers, strict=strict, unseen=unseen)`` and the points and
     values the history stores, from one pass over the model (the same margin, contributions and
     driver texts ``predict`` computes)."""
-    from ml._lgb import predict_kw
-    from ml.model.explain import contributions, driver_text
-
-    model.check_fitted()
-    if len(frame) == 0:
-        table = model.predict(frame, drivers=drivers, strict=strict, unseen=unseen)
+    table, contrib, X = model.predict_with_points(frame, drivers=drivers, strict=strict, unseen=unseen)
+    if contrib is None:  # no rows
         empty = pd.DataFrame(columns=model.schema_.names, dtype=float)
         return ScoredRun(table, empty, empty)
-    if model.card.id_column not in frame.columns:
-        return ScoredRun(model.predict(frame, drivers=drivers), pd.DataFrame(), pd.DataFrame())  # raises
-    X = model.schema_.matrix(frame, strict=strict, unseen=unseen)
-    margin = model.booster_.predict(X, raw_score=True, **predict_kw())
-    table = model.scores(frame, margin)
-    contrib = contributions(model, X, margin)
-    if drivers:
-        texts = driver_text(model, X, contrib, k=drivers)
-        for j in range(drivers):
-            table[f"driver_{j + 1}"] = texts[j]
     return ScoredRun(table, contrib.points.reset_index(drop=True), X.reset_index(drop=True))
 
 

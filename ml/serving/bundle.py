@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ml.data.io import replace_directory
 from ml.errors import CardError, ModelError
 
 FORMAT_VERSION = 1
@@ -186,14 +187,7 @@ def save_model(
         if before_manifest is not None:
             before_manifest(tmp)
         write_manifest(tmp)
-        if model_dir.exists():
-            old = model_dir.with_name(f".{model_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            model_dir.rename(old)
-            tmp.rename(model_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(model_dir)
+        replace_directory(tmp, model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
