@@ -421,16 +421,22 @@ def write_output_table(
     return write_table(frame, path, raw_csv=raw_csv)
 
 
+def _latest_and_current(frame: pd.DataFrame, card: Card) -> tuple[np.ndarray, np.ndarray]:
+    """(is the customer's latest snapshot, ... and on the latest snapshot date) per row. A date that
+    does not parse is neither."""
+    d = pd.to_datetime(frame[card.date_column], errors="coerce")
+    latest = d.eq(d.groupby(frame[card.id_column]).transform("max")).to_numpy()
+    return latest, latest & d.eq(d.max()).to_numpy()
+
+
 def active_snapshots(frame: pd.DataFrame, card: Card) -> tuple[pd.DataFrame, int]:
     """The current book: each customer's latest snapshot, kept only when it is on the latest snapshot
     date (customers whose last snapshot is older have left, or stopped being measured). Returns the
     rows and how many customers were left out. Without a date column every row is current."""
-    latest = latest_snapshots(frame, card)
-    if not card.date_column or latest.empty:
-        return latest, 0
-    d = pd.to_datetime(latest[card.date_column], errors="coerce")
-    now = d.eq(d.max()).to_numpy()
-    return latest.loc[now].reset_index(drop=True), int((~now).sum())
+    if not card.date_column:
+        return frame, 0
+    latest, current = _latest_and_current(frame, card)
+    return frame.loc[current].reset_index(drop=True), int((latest & ~current).sum())
 
 
 def active_mask(frame: pd.DataFrame, card: Card) -> np.ndarray:
@@ -438,9 +444,7 @@ def active_mask(frame: pd.DataFrame, card: Card) -> np.ndarray:
     without a date column)."""
     if not card.date_column or frame.empty or card.date_column not in frame.columns:
         return np.ones(len(frame), dtype=bool)
-    d = pd.to_datetime(frame[card.date_column], errors="coerce")  # a date that does not parse is never current
-    latest = d.eq(d.groupby(frame[card.id_column]).transform("max"))
-    return (latest & d.eq(d.max())).to_numpy()
+    return _latest_and_current(frame, card)[1]
 
 
 def rounded_explanation(result: dict) -> dict:
