@@ -63,3 +63,19 @@ def test_held_out_rows_are_not_earlier_than_the_training_rows(default_card_raw, 
     assert sp.cutoff is not None
     assert d.iloc[sp.holdout].min() >= pd.Timestamp(sp.cutoff)
     assert d.iloc[sp.train].max() < pd.Timestamp(sp.cutoff)
+
+
+def test_rows_not_known_yet_change_no_ones_slice(default_card_raw, data):
+    """Censored rows (empty label), and customers who have only such rows, take no part in the draw:
+    every labelled row lands in the same slice with or without them."""
+    card = _card(default_card_raw)
+    labelled = data.assign(churned=data["churned"].astype(float))
+    newcomers = labelled.head(40).assign(customer_id=[f"NEW{i:03d}" for i in range(40)], churned=np.nan)
+    latest = labelled.assign(churned=np.nan).drop_duplicates("customer_id", keep="last")
+    with_censored = pd.concat([labelled, newcomers, latest], ignore_index=True)
+    a = make_splits(labelled, labelled["churned"].to_numpy(), card)
+    b = make_splits(with_censored, with_censored["churned"].to_numpy(), card)
+    assert b.censored == 40 + len(latest)
+    for s in SLICES:  # the labelled rows come first in with_censored: same positions
+        np.testing.assert_array_equal(a.rows(s), b.rows(s), err_msg=s)
+    assert not b.customer_slice.index.str.startswith("NEW").any()

@@ -160,9 +160,15 @@ def make_splits(frame: pd.DataFrame, y: np.ndarray, card: Card) -> Splits:
         "calibration": spec.calibration_fraction,
         "holdout": spec.holdout_fraction,
     }
-    groups = _assign_groups(uniques, ever, fractions, spec.seed)
+    # only customers with a known label take part in the draw, so rows that are not known yet (and
+    # customers who have nothing else) change no one's slice: training on the data with or without
+    # its censored rows gives the same model
+    has_known = np.zeros(len(uniques), dtype=bool)
+    np.logical_or.at(has_known, codes, known)
+    groups = np.full(len(uniques), None, dtype=object)
+    groups[has_known] = _assign_groups(uniques[has_known], ever[has_known], fractions, spec.seed)
     row_group = groups[codes]
-    customer_slice = pd.Series(groups, index=uniques, name="slice")
+    customer_slice = pd.Series(groups[has_known], index=uniques[has_known], name="slice")
     pos = np.arange(len(frame))
     censored = int((~known).sum())
     if card.date_column:
