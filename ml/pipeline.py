@@ -344,14 +344,12 @@ def demo(
     progress("scoring with the manual card")
     manual = score_table(card, frame)
     write_table(manual, paths["manual_scores"])
-    # the latest rows have no label yet (their horizon passes the end of the data): train on the others
-    labelled = frame
-    if card.label_column and card.label_column in frame:
-        labelled = frame[frame[card.label_column].notna()].reset_index(drop=True)
+    # the latest rows have no label yet (their horizon passes the end of the data): training leaves
+    # them out as censored and counts them (metrics.json: rows_censored)
     if track:
-        result = tracked_training(card, labelled, paths["model"], data_path=paths["snapshots"], progress=progress)
+        result = tracked_training(card, frame, paths["model"], data_path=paths["snapshots"], progress=progress)
     else:
-        result = train(card, labelled, paths["model"], progress=progress)
+        result = train(card, frame, paths["model"], progress=progress)
     progress("scoring and explaining the current book")
     current, _ = active_snapshots(frame, card)  # customers whose latest snapshot is the latest date
     preds = result.model.predict(current)
@@ -386,10 +384,10 @@ def demo_history(
     card = model.card
     shutil.rmtree(paths["history"], ignore_errors=True)  # the demo's own output: start afresh
     identity = model_identity(model)
-    dates = sorted(pd.to_datetime(frame[card.date_column]).unique())[-months:]
+    when = pd.to_datetime(frame[card.date_column])
     with quiet():
-        for day in dates:
-            rows = frame[pd.to_datetime(frame[card.date_column]) == day]
+        for day in sorted(when.unique())[-months:]:
+            rows = frame[when == day]
             append_scores(paths["history"], score_with_points(model, rows), card, identity, frame=rows)
     alerts = None
     if card.alerts:
